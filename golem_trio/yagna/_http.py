@@ -1,0 +1,276 @@
+"""The HTTP layer under every API class: auth, timeouts, retries, errors and decoding.
+
+Two connection pools: control calls and long polls (event polls, approval waits, exec streams)
+never share one, so a control call never queues behind a poll that holds a connection for
+seconds.
+
+Which operations are retried (``safe=True``) is decided per operation in the API modules; the
+rule is that repeating the request cannot do anything the first one did not already do:
+reads (all ``GET``), waits, idempotent writes (``PUT`` of an allocation, accepting a document,
+which the daemon treats as idempotent), and removals (``DELETE``, terminate), where a repeat
+that finds the object already gone (404/410) means the first attempt went through, so it
+counts as success. Creating things (demands, counter-proposals, agreements, activities,
+allocations, networks, exec batches) and one-shot transitions (confirm, cancel, reject) are
+never repeated: a lost reply there must surface to the caller, who knows what to do.
+
+Connection failures and 5xx answers are retried with jittered exponential backoff; a 408 is
+retried only on long polls. Timeouts are never retried, so no call outlives its configured
+timeout by more than the time of the attempts before it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+import httpx2
+import trio
+
+from ._config import ApiConfig
+from ._convert import decode
+from ._errors import DaemonTimeout, DaemonUnreachable, DecodeError, error_for_status
+
+__all__ = ["NO_BODY", "HttpLayer"]
+
+logger = logging.getLogger("golem_trio.yagna")
+
+
+class _NoBody:
+    def __repr__(self) -> str:
+        return "NO_BODY"
+
+
+#: Marks a request with no body (distinct from a JSON ``null`` body).
+NO_BODY: Final = _NoBody()
+
+_MAX_ERROR_TEXT = 2000
+
+
+def _error_message(response: httpx2.Response) -> str | None:
+    """What the daemon said: JSON ``message``, RFC 7807 ``detail``/``title``, or plain text."""
+    text = response.text.strip()
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:_MAX_ERROR_TEXT]
+    if isinstance(data, Mapping):
+        for key in ("message", "detail", "title"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value[:_MAX_ERROR_TEXT]
+        if "message" in data and data["message"] is None:
+            return None
+    if isinstance(data, str):
+        return data[:_MAX_ERROR_TEXT]
+    return text[:_MAX_ERROR_TEXT]
+
+
+class HttpLayer:
+    """Owns the HTTP clients; shared by the API classes of one :class:`YagnaClient`."""
+
+    def __init__(
+        self,
+        config: ApiConfig,
+        *,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        long_poll_transport: httpx2.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        t = config.timeouts
+        headers = {
+            "Authorization": f"Bearer {config.app_key}",
+            "Accept": "application/json",
+        }
+        timeout = httpx2.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
+        self._control = httpx2.AsyncClient(
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx2.Limits(max_connections=32, max_keepalive_connections=16),
+            trust_env=False,
+        )
+        self._long = httpx2.AsyncClient(
+            headers=headers,
+            timeout=timeout,
+            transport=long_poll_transport if long_poll_transport is not None else transport,
+            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
+            trust_env=False,
+        )
+        self._rng = rng if rng is not None else random.Random()
+
+    async def aclose(self) -> None:
+        """Close both connection pools (shielded: it always completes)."""
+        with trio.CancelScope(shield=True):
+            await self._control.aclose()
+            await self._long.aclose()
+
+    def long_poll_timeout(self, wait: float) -> httpx2.Timeout:
+        t = self.config.timeouts
+        return httpx2.Timeout(
+            connect=t.connect, read=wait + t.long_poll_margin, write=t.write, pool=t.pool
+        )
+
+    def stream_timeout(self) -> httpx2.Timeout:
+        t = self.config.timeouts
+        return httpx2.Timeout(connect=t.connect, read=t.stream_read, write=t.write, pool=t.pool)
+
+    def client(self, *, long_poll: bool) -> httpx2.AsyncClient:
+        return self._long if long_poll else self._control
+
+    def build(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = NO_BODY,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        long_poll: float | None = None,
+        stream: bool = False,
+    ) -> httpx2.Request:
+        """Build a request (used for sending and by tests that check requests)."""
+        all_headers = dict(headers or {})
+        content: bytes | None = None
+        if body is not NO_BODY:
+            content = json.dumps(body, separators=(",", ":")).encode()
+            all_headers["Content-Type"] = "application/json"
+        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
+        client = self.client(long_poll=long_poll is not None or stream)
+        if stream:
+            timeout = self.stream_timeout()
+        elif long_poll is not None:
+            timeout = self.long_poll_timeout(long_poll)
+        else:
+            timeout = client.timeout
+        return client.build_request(
+            method,
+            url,
+            content=content,
+            params=clean_params or None,
+            headers=all_headers,
+            timeout=timeout,
+        )
+
+    async def call(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        body: Any = NO_BODY,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        safe: bool = False,
+        long_poll: float | None = None,
+        gone_ok: bool = False,
+        retry_408: bool = False,
+    ) -> httpx2.Response:
+        """Send one operation's request, retrying per the rules above; return a 2xx response.
+
+        ``long_poll`` is the wait (s) the daemon was asked for: the read timeout grows by it and
+        the request goes on the long-poll pool. ``retry_408`` retries a 408 (event long polls
+        only: for approval waits and activity creation a 408 is the answer).
+
+        Raises :class:`ApiError` (a subclass per status) for other statuses,
+        :class:`DaemonUnreachable` and :class:`DaemonTimeout` for transport failures.
+
+        Cancellation: a checkpoint. If cancelled, the request may or may not have reached the
+        daemon.
+        """
+        client = self.client(long_poll=long_poll is not None)
+        policy = self.config.retry
+        path = httpx2.URL(url).path
+        attempt = 0
+        while True:
+            request = self.build(
+                method, url, body=body, params=params, headers=headers, long_poll=long_poll
+            )
+            started = time.monotonic()
+            try:
+                response = await client.send(request)
+            except httpx2.TimeoutException as exc:
+                raise DaemonTimeout(
+                    operation, f"{method} {path}: no answer in time ({type(exc).__name__})"
+                ) from exc
+            except httpx2.TransportError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                if not safe or attempt + 1 >= policy.max_attempts:
+                    raise DaemonUnreachable(operation, f"{method} {path}: {failure}") from exc
+                await self._backoff(operation, method, path, attempt, failure)
+                attempt += 1
+                continue
+            status = response.status_code
+            logger.debug(
+                "%s %s %s -> %d in %.3fs",
+                operation,
+                method,
+                path,
+                status,
+                time.monotonic() - started,
+                extra={"operation": operation, "status": status},
+            )
+            if 200 <= status < 300 or (gone_ok and attempt > 0 and status in (404, 410)):
+                # (A repeated removal that finds the object gone: an earlier attempt went
+                # through before its reply got lost.)
+                return response
+            retryable = safe and (status >= 500 or (retry_408 and status == 408))
+            if not retryable or attempt + 1 >= policy.max_attempts:
+                raise error_for_status(status)(
+                    operation,
+                    status=status,
+                    message=_error_message(response),
+                    method=method,
+                    path=path,
+                )
+            await self._backoff(operation, method, path, attempt, f"status {status}")
+            attempt += 1
+
+    async def _backoff(
+        self, operation: str, method: str, path: str, attempt: int, failure: str
+    ) -> None:
+        delay = self.config.retry.delay(attempt, self._rng.random())
+        logger.info(
+            "%s %s %s failed (%s); retry %d in %.2fs",
+            operation,
+            method,
+            path,
+            failure,
+            attempt + 1,
+            delay,
+            extra={"operation": operation},
+        )
+        await trio.sleep(delay)
+
+    async def call_json(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        result: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """:meth:`call`, then decode the JSON reply into ``result`` (a type)."""
+        response = await self.call(operation, method, url, **kwargs)
+        return decode(operation, parse_json(operation, response), result)
+
+
+def parse_json(operation: str, response: httpx2.Response) -> Any:
+    """The JSON body of a reply (``None`` for an empty one); :class:`DecodeError` if it is not
+    JSON."""
+    content = response.content
+    if not content.strip():
+        return None
+    try:
+        return json.loads(content)
+    except ValueError as exc:
+        snippet = content[:80].decode("utf-8", "replace")
+        raise DecodeError(operation, f"reply is not JSON: {snippet!r}") from exc
+    except RecursionError as exc:
+        raise DecodeError(operation, "reply JSON is nested too deeply") from exc
