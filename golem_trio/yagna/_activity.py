@@ -205,7 +205,7 @@ class ActivityApi:
                 raise error_for_status(response.status_code)(
                     operation,
                     status=response.status_code,
-                    message=_error_message(response),
+                    message=self._http.redact(_error_message(response)),
                     method="GET",
                     path=request.url.path,
                 )

@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import httpx2
 import trio
@@ -110,6 +110,16 @@ class HttpLayer:
         with trio.CancelScope(shield=True):
             await self._control.aclose()
             await self._long.aclose()
+
+    @overload
+    def redact(self, text: str) -> str: ...
+    @overload
+    def redact(self, text: None) -> None: ...
+    def redact(self, text: str | None) -> str | None:
+        """``text`` with the app key blanked out (a daemon may echo what it was sent)."""
+        if text is None or self.config.app_key not in text:
+            return text
+        return text.replace(self.config.app_key, "***")
 
     def long_poll_timeout(self, wait: float) -> httpx2.Timeout:
         t = self.config.timeouts
@@ -200,7 +210,7 @@ class HttpLayer:
                     operation, f"{method} {path}: no answer in time ({type(exc).__name__})"
                 ) from exc
             except httpx2.TransportError as exc:
-                failure = f"{type(exc).__name__}: {exc}"
+                failure = self.redact(f"{type(exc).__name__}: {exc}")
                 if not safe or attempt + 1 >= policy.max_attempts:
                     raise DaemonUnreachable(operation, f"{method} {path}: {failure}") from exc
                 await self._backoff(operation, method, path, attempt, failure)
@@ -225,7 +235,7 @@ class HttpLayer:
                 raise error_for_status(status)(
                     operation,
                     status=status,
-                    message=_error_message(response),
+                    message=self.redact(_error_message(response)),
                     method=method,
                     path=path,
                 )

@@ -1,0 +1,1 @@
+"""Local, fully offline Golem networks for tests and demos."""

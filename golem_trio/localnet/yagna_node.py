@@ -1,0 +1,726 @@
+"""Run a real ``yagna`` daemon on loopback, fully offline, for tests.
+
+The daemon comes from the PyPI package ``golem-node`` (pinned to 0.17.6 in the
+test extras). :class:`YagnaNode` starts it in a fresh temporary data directory
+with a private set of loopback ports, creates two identities on it (a
+requestor, the default identity, and a provider) plus one app key for each, and
+stops it again, so one daemon can play both sides of a market negotiation::
+
+    with YagnaNode.start() as node:
+        print(node.api_url, node.requestor_id, node.provider_id)
+
+How it stays offline and quiet:
+
+* the REST API, the hybrid-net UDP socket and the GSB unix socket are bound to
+  loopback or to the data directory;
+* the relay address points at a loopback UDP port that this process keeps
+  bound and never reads, so the daemon does no SRV lookup and finds no relay;
+* every blockchain RPC endpoint of the built-in payment config, the HTTP(S)
+  proxy (used by the release check) and the metrics URL point at a loopback TCP
+  port that this process keeps bound without listening, so those connections
+  are refused at once and no DNS name is ever resolved;
+* metrics pushing is switched off and the activity watchdog limits are raised.
+
+The hybrid net learns the set of local identities when it starts, so the
+daemon is started once, the provider identity is created, and the daemon is
+restarted; after that, calls between the two identities stay on the local bus.
+
+This module is synchronous and uses only the standard library and ``attrs``.
+It is POSIX-only (process groups and signals).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Final, Self
+
+import attrs
+
+__all__ = [
+    "INSTALL_HINT",
+    "YAGNA_VERSION",
+    "NodeIdentity",
+    "YagnaNode",
+    "YagnaNodeError",
+    "YagnaNotInstalled",
+    "find_yagna_binary",
+]
+
+YAGNA_VERSION: Final = "0.17.6"
+"""The daemon version this module is written for (PyPI ``golem-node``)."""
+
+INSTALL_HINT: Final = (
+    f"The real yagna daemon (PyPI package golem-node=={YAGNA_VERSION}) is not installed. "
+    f"Install it into the project's virtualenv with "
+    f"`.venv/bin/pip install golem-node=={YAGNA_VERSION}` "
+    f"(or `pip install golem-node=={YAGNA_VERSION}` in the active environment), "
+    f"or run `make test`, which installs the test extras, golem-node included."
+)
+
+LOOPBACK: Final = "127.0.0.1"
+
+# Networks of the erc20 driver's built-in payment config (yagna 0.17.6). Setting
+# <NETWORK>_GETH_ADDR replaces a network's RPC endpoints, including the DNS-based ones.
+PAYMENT_NETWORKS: Final = (
+    "mainnet",
+    "goerli",
+    "holesky",
+    "hoodi",
+    "sepolia",
+    "polygon",
+    "mumbai",
+    "amoy",
+)
+
+# Variables passed through from the caller's environment; everything else is
+# set explicitly, so a developer's own yagna settings cannot leak in.
+_PASSTHROUGH_ENV: Final = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+_REQUESTOR_KEY_NAME: Final = "requestor"
+_PROVIDER_ALIAS: Final = "prov"
+_PROVIDER_KEY_NAME: Final = "provider"
+_LOG_NAME: Final = "yagna.log"
+_UNIX_SOCKET_PATH_MAX: Final = 100  # sun_path is 108 bytes on Linux; keep a margin
+_POLL_INTERVAL: Final = 0.1
+
+
+class YagnaNotInstalled(RuntimeError):
+    """The ``yagna`` binary from the ``golem-node`` package cannot be found."""
+
+
+class YagnaNodeError(RuntimeError):
+    """The daemon did not start, stopped answering, or a ``yagna`` CLI command failed."""
+
+
+@attrs.frozen
+class NodeIdentity:
+    """One identity on the daemon and the app key that acts as it."""
+
+    node_id: str
+    """``0x`` followed by 40 lowercase hex digits."""
+    alias: str | None
+    app_key: str = attrs.field(repr=False)
+    """Secret: pass it as ``Authorization: Bearer <app_key>``; never log it."""
+
+
+@attrs.frozen
+class _Ports:
+    api: int
+    """TCP, the REST API."""
+    net_bind: int
+    """UDP, the hybrid net's own socket."""
+    relay: int
+    """UDP, held by this process and never read: the relay that is not there."""
+    sink: int
+    """TCP, held by this process without listening: connections are refused."""
+
+
+def find_yagna_binary() -> pathlib.Path:
+    """Return the path of the ``yagna`` executable installed by ``golem-node``.
+
+    Looks next to the running interpreter (a virtualenv's ``bin``), in the
+    interpreter's scripts and user-scripts directories, next to the
+    ``golem_node`` package (``pip install --target``), then on ``PATH``.
+
+    Raises:
+        YagnaNotInstalled: nothing was found; the message says how to install it.
+    """
+    name = "yagna" + (sysconfig.get_config_var("EXE") or "")
+    candidates: list[pathlib.Path] = [
+        pathlib.Path(sys.executable).parent / name,
+        pathlib.Path(sysconfig.get_path("scripts")) / name,
+    ]
+    with contextlib.suppress(KeyError, ValueError):
+        user_scheme = sysconfig.get_preferred_scheme("user")
+        candidates.append(pathlib.Path(sysconfig.get_path("scripts", user_scheme)) / name)
+    spec = importlib.util.find_spec("golem_node")
+    if spec is not None and spec.origin is not None:
+        candidates.append(pathlib.Path(spec.origin).parent.parent / "bin" / name)
+    on_path = shutil.which(name)
+    if on_path is not None:
+        candidates.append(pathlib.Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    searched = "\n".join(f"  {c}" for c in dict.fromkeys(candidates))
+    raise YagnaNotInstalled(f"{INSTALL_HINT}\nSearched:\n{searched}")
+
+
+def _pick_free_port(kind: socket.SocketKind) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _hold_port(kind: socket.SocketKind) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.bind((LOOPBACK, 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that kills the child if the thread that spawned it dies.
+
+    Linux only, and only from the main thread: the kernel ties the signal to the
+    spawning *thread*, so spawning from a worker thread would kill the daemon
+    as soon as that thread ends.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+
+    return hook
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _wait_exited_unreaped(pid: int, timeout: float) -> bool:
+    """Wait until ``pid`` has exited, without reaping it. True if it exited.
+
+    Leaving the zombie in place keeps its pid (the process group id) reserved,
+    so the group can still be signalled safely afterwards.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True  # already reaped
+        if result is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+class YagnaNode:
+    """A real ``yagna`` daemon with a requestor and a provider identity.
+
+    Use it as a context manager, either ``with YagnaNode(...) as node:`` (starts
+    on entry) or ``with YagnaNode.start(...) as node:`` (already started). On
+    exit, even on an error or ``KeyboardInterrupt``, the daemon's process group
+    is stopped (SIGTERM, bounded wait, then SIGKILL) and the data directory is
+    removed. Every wait is bounded.
+
+    Args:
+        binary: the ``yagna`` executable; by default :func:`find_yagna_binary`.
+        startup_timeout: seconds allowed for each daemon start to answer REST.
+        stop_timeout: seconds allowed for a graceful stop before SIGKILL.
+        cli_timeout: seconds allowed for each ``yagna`` CLI command.
+        extra_env: variables added to (or overriding) the daemon's environment,
+            e.g. ``HOLESKY_GETH_ADDR`` to point a payment network at a local chain.
+        base_dir: where to create the temporary data directory.
+        keep_data_dir: do not remove the data directory (and log) on exit.
+    """
+
+    def __init__(
+        self,
+        *,
+        binary: pathlib.Path | str | None = None,
+        startup_timeout: float = 60.0,
+        stop_timeout: float = 10.0,
+        cli_timeout: float = 30.0,
+        extra_env: Mapping[str, str] | None = None,
+        base_dir: pathlib.Path | str | None = None,
+        keep_data_dir: bool = False,
+    ) -> None:
+        self._binary = pathlib.Path(binary) if binary is not None else find_yagna_binary()
+        self._startup_timeout = startup_timeout
+        self._stop_timeout = stop_timeout
+        self._cli_timeout = cli_timeout
+        self._extra_env = dict(extra_env or {})
+        self._base_dir = pathlib.Path(base_dir) if base_dir is not None else None
+        self._keep_data_dir = keep_data_dir
+
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._data_dir: pathlib.Path | None = None
+        self._ports: _Ports | None = None
+        self._held: list[socket.socket] = []
+        self._env: dict[str, str] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._requestor: NodeIdentity | None = None
+        self._provider: NodeIdentity | None = None
+        self._started = False
+        self._closed = False
+        self._startup_seconds: float | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        binary: pathlib.Path | str | None = None,
+        startup_timeout: float = 60.0,
+        stop_timeout: float = 10.0,
+        cli_timeout: float = 30.0,
+        extra_env: Mapping[str, str] | None = None,
+        base_dir: pathlib.Path | str | None = None,
+        keep_data_dir: bool = False,
+    ) -> YagnaNode:
+        """Create a node and start it; use the result in a ``with`` block (or call :meth:`stop`)."""
+        node = cls(
+            binary=binary,
+            startup_timeout=startup_timeout,
+            stop_timeout=stop_timeout,
+            cli_timeout=cli_timeout,
+            extra_env=extra_env,
+            base_dir=base_dir,
+            keep_data_dir=keep_data_dir,
+        )
+        node._boot()
+        return node
+
+    def __enter__(self) -> Self:
+        if not self._started:
+            self._boot()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _boot(self) -> None:
+        if self._closed:
+            raise YagnaNodeError("this YagnaNode was stopped; create a new one")
+        if self._started:
+            raise YagnaNodeError("this YagnaNode is already started")
+        self._started = True
+        began = time.monotonic()
+        atexit.register(self.stop)
+        try:
+            self._prepare()
+            self._launch_first()
+            self._create_identities()
+            self._stop_daemon()
+            self._launch_and_wait()
+            self._check_identities()
+        except BaseException:
+            self.stop()
+            raise
+        self._startup_seconds = time.monotonic() - began
+
+    def stop(self) -> None:
+        """Stop the daemon (whole process group) and remove the data directory.
+
+        Idempotent; safe to call from ``finally`` blocks and at interpreter exit.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.stop)
+        try:
+            self._stop_daemon()
+        finally:
+            for sock in self._held:
+                sock.close()
+            self._held.clear()
+            if self._data_dir is not None and not self._keep_data_dir:
+                shutil.rmtree(self._data_dir, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Stop and start the daemon again with the same data directory and ports.
+
+        Needed after creating another identity with :meth:`cli`, so that the
+        hybrid net treats it as local.
+        """
+        self._require_running()
+        self._stop_daemon()
+        self._launch_and_wait()
+        self._check_identities()
+
+    # -------------------------------------------------------------- properties
+
+    @property
+    def api_url(self) -> str:
+        """Root URL of the REST API, e.g. ``http://127.0.0.1:40123`` (no trailing slash)."""
+        return f"http://{LOOPBACK}:{self._require_ports().api}"
+
+    @property
+    def requestor(self) -> NodeIdentity:
+        """The default identity, with the app key named ``requestor``."""
+        if self._requestor is None:
+            raise YagnaNodeError("the node is not started")
+        return self._requestor
+
+    @property
+    def provider(self) -> NodeIdentity:
+        """The second identity (alias ``prov``), with the app key named ``provider``."""
+        if self._provider is None:
+            raise YagnaNodeError("the node is not started")
+        return self._provider
+
+    @property
+    def requestor_app_key(self) -> str:
+        return self.requestor.app_key
+
+    @property
+    def provider_app_key(self) -> str:
+        return self.provider.app_key
+
+    @property
+    def requestor_id(self) -> str:
+        return self.requestor.node_id
+
+    @property
+    def provider_id(self) -> str:
+        return self.provider.node_id
+
+    @property
+    def data_dir(self) -> pathlib.Path:
+        """The daemon's data directory (``YAGNA_DATADIR``)."""
+        if self._data_dir is None:
+            raise YagnaNodeError("the node is not started")
+        return self._data_dir
+
+    @property
+    def log_path(self) -> pathlib.Path:
+        """The daemon's stdout and stderr, across restarts (inside :attr:`data_dir`)."""
+        return self.data_dir / _LOG_NAME
+
+    @property
+    def gsb_url(self) -> str:
+        return f"unix:{self.data_dir / 'yagna.sock'}"
+
+    @property
+    def binary(self) -> pathlib.Path:
+        return self._binary
+
+    @property
+    def pid(self) -> int | None:
+        """The daemon's process id while it runs, else None."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    @property
+    def startup_seconds(self) -> float | None:
+        """Wall time of the whole start (both daemon starts and the CLI calls)."""
+        return self._startup_seconds
+
+    @property
+    def env(self) -> dict[str, str]:
+        """A copy of the daemon's environment; also right for ``yagna`` CLI commands."""
+        if not self._env:
+            raise YagnaNodeError("the node is not started")
+        return dict(self._env)
+
+    def __repr__(self) -> str:
+        # Never show app keys here.
+        if self._closed:
+            state = "stopped"
+        elif self.running:
+            state = "running"
+        else:
+            state = "not running"
+        parts = [f"state={state!r}"]
+        if self._ports is not None:
+            parts.append(f"api_url={self.api_url!r}")
+        if self._requestor is not None:
+            parts.append(f"requestor_id={self._requestor.node_id!r}")
+        if self._provider is not None:
+            parts.append(f"provider_id={self._provider.node_id!r}")
+        if self._data_dir is not None:
+            parts.append(f"data_dir={str(self._data_dir)!r}")
+        return f"YagnaNode({', '.join(parts)})"
+
+    # ------------------------------------------------------------------ helpers
+
+    def cli(self, *args: str, timeout: float | None = None) -> str:
+        """Run ``yagna <args>`` against this daemon and return its stdout.
+
+        Raises:
+            YagnaNodeError: non-zero exit or timeout. The message carries stderr
+                only, never stdout (which may hold an app key).
+        """
+        self._require_ports()
+        cmd = [str(self._binary), *args]
+        limit = self._cli_timeout if timeout is None else timeout
+        try:
+            done = subprocess.run(
+                cmd,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=limit,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise YagnaNodeError(
+                f"`yagna {' '.join(args)}` did not finish within {limit} s\n{self.log_tail()}"
+            ) from exc
+        if done.returncode != 0:
+            raise YagnaNodeError(
+                f"`yagna {' '.join(args)}` exited with code {done.returncode}: "
+                f"{done.stderr.strip()}"
+            )
+        return done.stdout
+
+    def cli_json(self, *args: str, timeout: float | None = None) -> Any:
+        """Run ``yagna <args> --json`` and return the parsed output."""
+        out = self.cli(*args, "--json", timeout=timeout)
+        try:
+            return json.loads(out)
+        except ValueError as exc:
+            raise YagnaNodeError(f"`yagna {' '.join(args)} --json` printed no JSON") from exc
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the daemon log, with the app keys masked."""
+        if self._data_dir is None:
+            return "(no daemon log)"
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                text = f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return "(no daemon log)"
+        tail = "\n".join(text.splitlines()[-lines:])
+        for ident in (self._requestor, self._provider):
+            if ident is not None:
+                tail = tail.replace(ident.app_key, "<app-key>")
+        return f"--- last lines of {self.log_path} ---\n{tail}"
+
+    def get_json(self, path: str, app_key: str | None = None, timeout: float = 10.0) -> Any:
+        """``GET {api_url}{path}`` (loopback, no proxy) and return the decoded JSON."""
+        request = urllib.request.Request(self.api_url + path, method="GET")
+        if app_key is not None:
+            request.add_header("Authorization", f"Bearer {app_key}")
+        with self._opener.open(request, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    # ---------------------------------------------------------------- internals
+
+    def _require_ports(self) -> _Ports:
+        if self._ports is None:
+            raise YagnaNodeError("the node is not started")
+        return self._ports
+
+    def _require_running(self) -> None:
+        if self._closed or not self._started or self._proc is None:
+            raise YagnaNodeError("the node is not running")
+
+    def _prepare(self) -> None:
+        base = self._base_dir
+        if base is None:
+            base = pathlib.Path(tempfile.gettempdir())
+            # The GSB unix socket lives in the data dir; keep its path short.
+            if len(str(base)) > _UNIX_SOCKET_PATH_MAX - 40:
+                base = pathlib.Path("/tmp")
+        self._data_dir = pathlib.Path(tempfile.mkdtemp(prefix="yagna-", dir=base))
+        if len(str(self._data_dir / "yagna.sock")) > _UNIX_SOCKET_PATH_MAX:
+            raise YagnaNodeError(
+                f"data dir path {self._data_dir} is too long for the GSB unix socket"
+            )
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        for sock in self._held:
+            sock.close()
+        relay = _hold_port(socket.SOCK_DGRAM)
+        self._held = [relay]
+        sink = _hold_port(socket.SOCK_STREAM)
+        self._held.append(sink)
+        # Chosen while relay and sink are held, so they cannot collide with them.
+        self._ports = _Ports(
+            api=_pick_free_port(socket.SOCK_STREAM),
+            net_bind=_pick_free_port(socket.SOCK_DGRAM),
+            relay=relay.getsockname()[1],
+            sink=sink.getsockname()[1],
+        )
+        self._env = self._build_env()
+
+    def _build_env(self) -> dict[str, str]:
+        ports = self._require_ports()
+        data_dir = self.data_dir
+        sink_url = f"http://{LOOPBACK}:{ports.sink}"
+        env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
+        env.update(
+            {
+                "YAGNA_DATADIR": str(data_dir),
+                "GSB_URL": f"unix:{data_dir / 'yagna.sock'}",
+                "YAGNA_API_URL": f"http://{LOOPBACK}:{ports.api}",
+                "YA_NET_TYPE": "hybrid",
+                "YA_NET_RELAY_HOST": f"{LOOPBACK}:{ports.relay}",
+                "YA_NET_BIND_URL": f"udp://{LOOPBACK}:{ports.net_bind}",
+                # The relay never answers; each attempt would otherwise hold the
+                # start-up for the default 3 s.
+                "YA_NET_SESSION_REQUEST_TIMEOUT": "500ms",
+                "INACTIVITY_LIMIT_SECONDS": "86400",
+                "UNRESPONSIVE_LIMIT_SECONDS": "86400",
+                # stdout/stderr go to our own log file; no rotated copies.
+                "YAGNA_LOG_DIR": "",
+                "YAGNA_METRICS_URL": sink_url + "/",
+                # The release check (GitHub) uses the system proxy settings.
+                "HTTP_PROXY": sink_url,
+                "HTTPS_PROXY": sink_url,
+                "ALL_PROXY": sink_url,
+                "http_proxy": sink_url,
+                "https_proxy": sink_url,
+                "all_proxy": sink_url,
+                "NO_PROXY": f"{LOOPBACK},localhost,::1",
+                "no_proxy": f"{LOOPBACK},localhost,::1",
+            }
+        )
+        for network in PAYMENT_NETWORKS:
+            env[f"{network.upper()}_GETH_ADDR"] = sink_url
+        env.update(self._extra_env)
+        return env
+
+    def _launch_first(self) -> None:
+        """First start; if the API or net port was taken meanwhile, retry with new ports."""
+        attempts = 3
+        for attempt in range(1, attempts + 1):
+            try:
+                self._launch_and_wait()
+                return
+            except YagnaNodeError:
+                if attempt == attempts or "Address already in use" not in self.log_tail(200):
+                    raise
+                self._stop_daemon()
+                self._choose_ports()
+
+    def _launch_and_wait(self) -> None:
+        self._spawn()
+        self._wait_until_answering()
+
+    def _spawn(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            raise YagnaNodeError("the daemon is already running")
+        cmd = [str(self._binary), "service", "run", "--disable-metrics-push"]
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== starting: {' '.join(cmd)} =====\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                cmd,
+                env=self._env,
+                cwd=self.data_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_parent_death_hook(),
+            )
+
+    def _wait_until_answering(self) -> None:
+        proc = self._proc
+        assert proc is not None
+        url = f"{self.api_url}/version/get"
+        deadline = time.monotonic() + self._startup_timeout
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise YagnaNodeError(
+                    f"yagna exited with code {code} while starting\n{self.log_tail()}"
+                )
+            try:
+                with self._opener.open(url, timeout=2.0) as response:
+                    body = json.loads(response.read())
+                if isinstance(body, dict) and "current" in body:
+                    return
+            except (OSError, ValueError):
+                pass  # not listening yet (URLError is an OSError)
+            if time.monotonic() >= deadline:
+                raise YagnaNodeError(
+                    f"yagna did not answer {url} within {self._startup_timeout} s\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    def _create_identities(self) -> None:
+        requestor_key = self.cli_json("app-key", "create", _REQUESTOR_KEY_NAME)
+        default_id = self.cli_json("id", "show")
+        created = self.cli_json("id", "create", _PROVIDER_ALIAS, "--no-password")
+        provider_id = _ok_node_id(created, "id create")
+        provider_key = self.cli_json("app-key", "create", _PROVIDER_KEY_NAME, "--id", provider_id)
+        if not isinstance(requestor_key, str) or not isinstance(provider_key, str):
+            raise YagnaNodeError("`yagna app-key create --json` did not print a JSON string")
+        self._requestor = NodeIdentity(
+            node_id=_ok_node_id(default_id, "id show"), alias=None, app_key=requestor_key
+        )
+        self._provider = NodeIdentity(
+            node_id=provider_id, alias=_PROVIDER_ALIAS, app_key=provider_key
+        )
+
+    def _check_identities(self) -> None:
+        for ident in (self.requestor, self.provider):
+            try:
+                me = self.get_json("/me", ident.app_key)
+            except (OSError, ValueError) as exc:
+                raise YagnaNodeError(
+                    f"GET /me failed after start: {exc}\n{self.log_tail()}"
+                ) from exc
+            got = me.get("identity") if isinstance(me, dict) else me
+            if got != ident.node_id:
+                raise YagnaNodeError(f"GET /me answered identity {got!r}, expected {ident.node_id}")
+
+    def _stop_daemon(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        pgid = proc.pid  # start_new_session: the daemon leads its own group
+        try:
+            if proc.returncode is None:
+                _signal_group(pgid, signal.SIGTERM)
+                if not _wait_exited_unreaped(proc.pid, self._stop_timeout):
+                    _signal_group(pgid, signal.SIGKILL)
+                    _wait_exited_unreaped(proc.pid, 10.0)
+        finally:
+            # Anything left in the group goes too; the unreaped leader keeps the id reserved.
+            _signal_group(pgid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10.0)
+
+
+def _ok_node_id(reply: Any, what: str) -> str:
+    """Extract ``nodeId`` from the ``{"Ok": {...}}`` shape of ``yagna id ... --json``."""
+    ok = reply.get("Ok") if isinstance(reply, dict) else None
+    node_id = ok.get("nodeId") if isinstance(ok, dict) else None
+    if not isinstance(node_id, str) or not node_id.startswith("0x"):
+        raise YagnaNodeError(f"`yagna {what} --json` gave an unexpected answer: {reply!r}")
+    return node_id.lower()
