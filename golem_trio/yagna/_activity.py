@@ -36,6 +36,9 @@ from ._models import (
 
 __all__ = ["ActivityApi", "ExecEventStream"]
 
+#: Seconds that closing a stream may take when the caller is being cancelled.
+CLOSE_BOUND = 5.0
+
 #: The daemon compares the Accept header literally (DAEMON-NOTES §4.5).
 SSE_ACCEPT = "text/event-stream"
 
@@ -216,9 +219,11 @@ class ActivityApi:
             try:
                 yield stream
             finally:
-                await stream.aclose()
+                with trio.move_on_after(CLOSE_BOUND, shield=True):
+                    await stream.aclose()
         finally:
-            await response.aclose()
+            with trio.move_on_after(CLOSE_BOUND, shield=True):
+                await response.aclose()
 
     async def get_state(self, activity_id: str) -> ActivityState:
         result: ActivityState = await self._http.call_json(

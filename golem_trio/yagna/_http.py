@@ -106,8 +106,9 @@ class HttpLayer:
         self._rng = rng if rng is not None else random.Random()
 
     async def aclose(self) -> None:
-        """Close both connection pools (shielded: it always completes)."""
-        with trio.CancelScope(shield=True):
+        """Close both connection pools (shielded and bounded, so it completes even when the
+        caller is being cancelled)."""
+        with trio.move_on_after(5.0, shield=True):
             await self._control.aclose()
             await self._long.aclose()
 
