@@ -257,19 +257,37 @@ converter.register_unstructure_hook_factory(attrs.has, _unstructure_factory)
 # --- the decode boundary -------------------------------------------------------------------------
 
 
-def _first_problem(exc: BaseException) -> tuple[str, str | None]:
-    """A readable message and a JSON path for the first leaf error of a cattrs error group."""
-    try:
-        messages = cattrs.transform_error(exc)
-    except Exception:
-        messages = []
-    if messages:
-        text = messages[0]
-        if " @ " in text:
-            detail, _, path = text.rpartition(" @ ")
-            return detail, path
-        return text, None
-    return f"{type(exc).__name__}: {exc}", None
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    return str(exc) or type(exc).__name__
+
+
+def _first_problem(exc: BaseException, path: str = "$") -> tuple[str, str]:
+    """A readable message and the JSON path (with the *wire* names) of the first leaf error of
+    a cattrs error group."""
+    if isinstance(exc, cattrs.ClassValidationError):
+        with_notes, others = exc.group_exceptions()
+        if with_notes:
+            sub, note = with_notes[0]
+            name = note.name
+            if attrs.has(exc.cl):
+                by_name = {f.name: f for f in attrs.fields(exc.cl)}
+                if name in by_name:
+                    name = wire_name(by_name[name])
+            return _first_problem(sub, f"{path}.{name}")
+        if others:
+            return _first_problem(others[0], path)
+    if isinstance(exc, cattrs.IterableValidationError):
+        with_index, others = exc.group_exceptions()
+        if with_index:
+            sub, index_note = with_index[0]
+            return _first_problem(sub, f"{path}[{index_note.index!r}]")
+        if others:
+            return _first_problem(others[0], path)
+    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        return _first_problem(exc.exceptions[0], path)
+    return _describe(exc), path
 
 
 def decode(operation: str, data: object, cl: type[T] | Any) -> T:
