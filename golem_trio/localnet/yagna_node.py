@@ -101,6 +101,7 @@ _PROVIDER_KEY_NAME: Final = "provider"
 _LOG_NAME: Final = "yagna.log"
 _UNIX_SOCKET_PATH_MAX: Final = 100  # sun_path is 108 bytes on Linux; keep a margin
 _POLL_INTERVAL: Final = 0.1
+_SIGTERM_REPEAT: Final = 0.5
 
 
 class YagnaNotInstalled(RuntimeError):
@@ -236,13 +237,14 @@ class YagnaNode:
     Use it as a context manager, either ``with YagnaNode(...) as node:`` (starts
     on entry) or ``with YagnaNode.start(...) as node:`` (already started). On
     exit, even on an error or ``KeyboardInterrupt``, the daemon's process group
-    is stopped (SIGTERM, bounded wait, then SIGKILL) and the data directory is
-    removed. Every wait is bounded.
+    is stopped (SIGTERM, repeated for up to ``stop_timeout`` seconds, then
+    SIGKILL) and the data directory is removed. Every wait is bounded.
 
     Args:
         binary: the ``yagna`` executable; by default :func:`find_yagna_binary`.
         startup_timeout: seconds allowed for each daemon start to answer REST.
-        stop_timeout: seconds allowed for a graceful stop before SIGKILL.
+        stop_timeout: seconds allowed for a graceful stop before SIGKILL (a
+            stop takes about 0.5 s once the daemon is up).
         cli_timeout: seconds allowed for each ``yagna`` CLI command.
         extra_env: variables added to (or overriding) the daemon's environment,
             e.g. ``HOLESKY_GETH_ADDR`` to point a payment network at a local chain.
@@ -294,7 +296,7 @@ class YagnaNode:
         extra_env: Mapping[str, str] | None = None,
         base_dir: pathlib.Path | str | None = None,
         keep_data_dir: bool = False,
-    ) -> YagnaNode:
+    ) -> Self:
         """Create a node and start it; use the result in a ``with`` block (or call :meth:`stop`)."""
         node = cls(
             binary=binary,
@@ -309,6 +311,8 @@ class YagnaNode:
         return node
 
     def __enter__(self) -> Self:
+        if self._closed:
+            raise YagnaNodeError("this YagnaNode was stopped; create a new one")
         if not self._started:
             self._boot()
         return self
@@ -706,8 +710,16 @@ class YagnaNode:
         pgid = proc.pid  # start_new_session: the daemon leads its own group
         try:
             if proc.returncode is None:
-                _signal_group(pgid, signal.SIGTERM)
-                if not _wait_exited_unreaped(proc.pid, self._stop_timeout):
+                # A SIGTERM that arrives while the daemon is still starting (before its REST
+                # server runs) is swallowed, so repeat it until the daemon goes or time is up.
+                deadline = time.monotonic() + self._stop_timeout
+                exited = False
+                while not exited and time.monotonic() < deadline:
+                    _signal_group(pgid, signal.SIGTERM)
+                    exited = _wait_exited_unreaped(
+                        proc.pid, min(_SIGTERM_REPEAT, max(0.0, deadline - time.monotonic()))
+                    )
+                if not exited:
                     _signal_group(pgid, signal.SIGKILL)
                     _wait_exited_unreaped(proc.pid, 10.0)
         finally:
