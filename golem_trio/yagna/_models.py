@@ -835,6 +835,19 @@ class Rejection:
 
 
 @attrs.frozen
+class DriverStatusProperty:
+    """An item of ``GET /payments/status``: something wrong with a payment driver."""
+
+    kind: str
+    driver: str
+    network: str | None = None
+    needed_gas_est: str | None = None
+    needed_token_est: str | None = None
+    address: str | None = None
+    chain_id: int | None = None
+
+
+@attrs.frozen
 class DebitNoteEvent:
     """``event_type`` is e.g. ``DebitNoteReceivedEvent``; ``rejection`` and ``property`` are
     set on the rejected and payment-status kinds."""
@@ -843,7 +856,7 @@ class DebitNoteEvent:
     event_date: dt.datetime
     debit_note_id: str
     rejection: Rejection | None = None
-    property: str | None = None
+    property: DriverStatusProperty | None = None
 
 
 @attrs.frozen
@@ -852,7 +865,7 @@ class InvoiceEvent:
     event_date: dt.datetime
     invoice_id: str
     rejection: Rejection | None = None
-    property: str | None = None
+    property: DriverStatusProperty | None = None
 
 
 @attrs.frozen
@@ -882,19 +895,6 @@ class Payment:
     agreement_payments: list[AgreementPayment]
     activity_payments: list[ActivityPayment]
     details: str
-
-
-@attrs.frozen
-class DriverStatusProperty:
-    """An item of ``GET /payments/status``: something wrong with a payment driver."""
-
-    kind: str
-    driver: str
-    network: str | None = None
-    needed_gas_est: str | None = None
-    needed_token_est: str | None = None
-    address: str | None = None
-    chain_id: int | None = None
 
 
 # --- net -----------------------------------------------------------------------------------------

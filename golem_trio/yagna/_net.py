@@ -12,11 +12,11 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 import httpx2
-from httpx2.websockets import AsyncWebSocketSession, HTTPXWSException
+from httpx2.websockets import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError
 
 from ._convert import encode
-from ._errors import DaemonUnreachable
-from ._http import HttpLayer
+from ._errors import DaemonUnreachable, error_for_status
+from ._http import HttpLayer, _error_message
 from ._models import Address, Connection, NetStatus, Network, NewNetwork, Node
 
 __all__ = ["NetApi"]
@@ -108,6 +108,8 @@ class NetApi:
         )
 
     async def get_connections(self, network_id: str) -> list[Connection]:
+        """The VPN's open TCP connections. In the specs; yagna 0.17.6 does not serve it and
+        answers :class:`NotFound`."""
         result: list[Connection] = await self._http.call_json(
             "getConnections",
             "GET",
@@ -140,6 +142,17 @@ class NetApi:
         try:
             async with self._http.client(long_poll=True).websocket(url) as session:
                 yield session
+        except WebSocketUpgradeError as exc:
+            # The daemon refused the upgrade with an ordinary HTTP answer (401, 404...).
+            response = exc.response
+            await response.aread()
+            raise error_for_status(response.status_code)(
+                "connect_tcp",
+                status=response.status_code,
+                message=self._http.redact(_error_message(response)),
+                method="GET",
+                path=response.request.url.path,
+            ) from exc
         except (httpx2.TransportError, HTTPXWSException) as exc:
             raise DaemonUnreachable(
                 "connect_tcp", f"websocket to {ip}:{port} failed: {exc}"
