@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 import httpx2
+import trio
 from httpx2.websockets import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError
 
 from ._convert import encode
@@ -20,6 +21,9 @@ from ._http import HttpLayer, _error_message
 from ._models import Address, Connection, NetStatus, Network, NewNetwork, Node
 
 __all__ = ["NetApi"]
+
+#: Seconds to read the body of a refused websocket upgrade.
+READ_BOUND = 5.0
 
 
 class NetApi:
@@ -145,7 +149,8 @@ class NetApi:
         except WebSocketUpgradeError as exc:
             # The daemon refused the upgrade with an ordinary HTTP answer (401, 404...).
             response = exc.response
-            await response.aread()
+            with trio.move_on_after(READ_BOUND, shield=True):
+                await response.aread()
             raise error_for_status(response.status_code)(
                 "connect_tcp",
                 status=response.status_code,
