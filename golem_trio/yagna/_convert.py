@@ -208,9 +208,9 @@ def parse_timestamp(text: str) -> dt.datetime:
 def format_timestamp(value: dt.datetime) -> str:
     """Format a datetime as RFC 3339 UTC with a ``Z`` (a naive one is taken as UTC), with
     nanoseconds when it is a :class:`Timestamp` that has them."""
+    nanoseconds = getattr(value, "nanoseconds", 0)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    nanoseconds = getattr(value, "nanoseconds", 0)
     text = value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
     if nanoseconds:
         text += f"{nanoseconds:03d}"

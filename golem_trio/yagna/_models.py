@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Self, TypeAlias
 
 import attrs
 
-from ._convert import converter, json_field, wire_name
+from ._convert import converter, json_field
 
 __all__ = [
     "Acceptance",
@@ -120,6 +120,17 @@ class TolerantEnum(enum.StrEnum):
     def known(self) -> bool:
         """Whether this value is one this version of the library knows."""
         return self._name_ in type(self).__members__
+
+
+def _structure_enum(value: object, cl: type[TolerantEnum]) -> TolerantEnum:
+    # Registered on the base class, which comes before ``str`` in every subclass's MRO, so the
+    # strict ``str`` hook does not turn enum fields into plain strings.
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return cl(value)
+
+
+converter.register_structure_hook(TolerantEnum, _structure_enum)
 
 
 # --- common --------------------------------------------------------------------------------------
@@ -534,20 +545,34 @@ class CaptureMode:
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> CaptureMode:
-        if "stream" in value:
-            body = value["stream"] or {}
-            fmt = body.get("format")
-            return cls(
-                True, limit=body.get("limit"), format=None if fmt is None else CaptureFormat(fmt)
-            )
-        body = value.get("atEnd") or {}
+        """Decode ``{"stream": {...}}`` or ``{"atEnd": {...}}``; a wrong type raises
+        ``TypeError`` naming the key."""
+        stream = "stream" in value
+        body = value["stream" if stream else "atEnd"] if value else {}
+        body = {} if body is None else body
+        if not isinstance(body, Mapping):
+            raise TypeError(f"{'stream' if stream else 'atEnd'}: expected an object")
+
+        def number(key: str) -> int | None:
+            item = body.get(key)
+            if item is None:
+                return None
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise TypeError(f"{key}: expected an integer, got {type(item).__name__}")
+            return item
+
         fmt = body.get("format")
+        if fmt is not None and not isinstance(fmt, str):
+            raise TypeError(f"format: expected a string, got {type(fmt).__name__}")
+        capture_format = None if fmt is None else CaptureFormat(fmt)
+        if stream:
+            return cls(True, limit=number("limit"), format=capture_format)
         return cls(
             False,
-            head=body.get("head"),
-            tail=body.get("tail"),
-            head_tail=body.get("headTail"),
-            format=None if fmt is None else CaptureFormat(fmt),
+            head=number("head"),
+            tail=number("tail"),
+            head_tail=number("headTail"),
+            format=capture_format,
         )
 
 
@@ -631,7 +656,7 @@ class Started:
 
 @attrs.frozen
 class Finished:
-    return_code: int
+    return_code: int = json_field("return_code")
     message: str | None = None
 
 
@@ -1011,18 +1036,32 @@ _COMMANDS: dict[str, type[Any]] = {
 def _structure_command(value: object, _: object) -> ExeScriptCommand:
     if not isinstance(value, Mapping) or len(value) != 1:
         raise TypeError("a command is an object with exactly one key")
-    ((name, body),) = value.items()
+    ((name, _body),) = value.items()
     cl = _COMMANDS.get(name)
     if cl is None:
         raise ValueError(f"unknown command {str(name)[:40]!r}")
-    result: ExeScriptCommand = converter.structure(body if body is not None else {}, cl)
+    result: ExeScriptCommand = converter.structure(value, cl)
     return result
+
+
+def _command_structure(cl: type[Any]) -> Callable[[Any, Any], Any]:
+    """A command decodes from the same ``{"run": {...}}`` shape it encodes to."""
+    plain = converter.get_structure_hook(cl)
+
+    def structure(value: Any, target: Any) -> Any:
+        if not isinstance(value, Mapping) or list(value) != [cl.NAME]:
+            raise TypeError(f"expected an object with the single key {cl.NAME!r}")
+        body = value[cl.NAME]
+        return plain(body if body is not None else {}, target)
+
+    return structure
 
 
 converter.register_structure_hook_func(_is(ExeScriptCommand), _structure_command)
 for _cl in _COMMANDS.values():
     _plain = converter.get_unstructure_hook(_cl)
     converter.register_unstructure_hook(_cl, _wrapped(_cl.NAME, _plain, tag=False))
+    converter.register_structure_hook(_cl, _command_structure(_cl))
 
 
 _KINDS: dict[str, type[Any]] = {"started": Started, "finished": Finished, "progress": Progress}
@@ -1040,12 +1079,8 @@ def _structure_kind(value: object, _: object) -> RuntimeEventKind:
         return UnknownRuntimeEventKind(dict(value))
     if not isinstance(body, Mapping):
         raise TypeError(f"the {name} event body must be an object")
-    # Kinds are snake_case on the wire; map by Python names directly.
-    fields = {f.name for f in attrs.fields(cl)}
-    result: RuntimeEventKind = converter.structure(
-        {wire_name(f): body[f.name] for f in attrs.fields(cl) if f.name in body} if fields else {},
-        cl,
-    )
+    # The kinds' fields carry their snake_case wire names (json_field).
+    result: RuntimeEventKind = _PLAIN_KIND_HOOKS[cl](body, cl)
     return result
 
 
@@ -1062,9 +1097,33 @@ def _unstructure_kind(kind: RuntimeEventKind) -> Any:
             return {name: {f.name: getattr(kind, f.name) for f in attrs.fields(type(kind))}}
 
 
+def _kind_structure(cl: type[Any]) -> Callable[[Any, Any], Any]:
+    """A kind decodes from the same ``{"finished": {...}}`` shape it encodes to."""
+
+    def structure(value: Any, _: Any) -> Any:
+        kind = _structure_kind(value, None)
+        if not isinstance(kind, cl):
+            raise TypeError(f"expected a {cl.__name__} event kind")
+        return kind
+
+    return structure
+
+
+_PLAIN_KIND_HOOKS = {cl: converter.get_structure_hook(cl) for cl in _KINDS.values()}
 converter.register_structure_hook_func(_is(RuntimeEventKind), _structure_kind)
 for _k in (Started, Finished, StdOut, StdErr, Progress, UnknownRuntimeEventKind):
     converter.register_unstructure_hook(_k, _unstructure_kind)
+for _k in (Started, Finished, StdOut, StdErr, Progress):
+    converter.register_structure_hook(_k, _kind_structure(_k))
+
+
+def _structure_unknown_kind(value: object, _: object) -> UnknownRuntimeEventKind:
+    if not isinstance(value, Mapping):
+        raise TypeError("expected an event kind object")
+    return UnknownRuntimeEventKind({str(k): v for k, v in value.items()})
+
+
+converter.register_structure_hook(UnknownRuntimeEventKind, _structure_unknown_kind)
 
 
 # Resolve the string annotations now, in this module's namespace: the package re-exports these
