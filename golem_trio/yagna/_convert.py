@@ -146,6 +146,12 @@ converter.register_structure_hook_factory(
 # --- money -------------------------------------------------------------------------------------
 
 
+#: Amounts of 10**MAX_AMOUNT_DIGITS or more, or with more than MAX_AMOUNT_PLACES decimal
+#: places, are refused: written out in full they would take unbounded memory.
+MAX_AMOUNT_DIGITS = 60
+MAX_AMOUNT_PLACES = 1000
+
+
 def _structure_decimal(value: object, _: type) -> decimal.Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise TypeError(f"expected a decimal string, got {type(value).__name__}")
@@ -155,6 +161,10 @@ def _structure_decimal(value: object, _: type) -> decimal.Decimal:
         raise ValueError(f"not a decimal amount: {str(value)[:40]!r}") from None
     if not amount.is_finite():
         raise ValueError(f"not a finite amount: {str(value)[:40]!r}")
+    exponent = int(amount.as_tuple().exponent)
+    if amount and (amount.adjusted() > MAX_AMOUNT_DIGITS or exponent < -MAX_AMOUNT_PLACES):
+        # A hostile "1e999999999" would otherwise become a gigabyte of digits when written.
+        raise ValueError(f"amount out of range: {str(value)[:40]!r}")
     return amount
 
 
@@ -169,8 +179,8 @@ converter.register_unstructure_hook(decimal.Decimal, _unstructure_decimal)
 # --- timestamps --------------------------------------------------------------------------------
 
 _RFC3339 = re.compile(
-    r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})"
-    r"(?:\.(?P<fraction>\d+))?(?P<zone>[Zz]|[+-]\d{2}:?\d{2})?$"
+    r"^(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"(?:\.(?P<fraction>[0-9]+))?(?P<zone>[Zz]|[+-][0-9]{2}:?[0-9]{2})?$"
 )
 
 

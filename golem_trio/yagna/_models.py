@@ -162,7 +162,7 @@ def _structure_reason(value: object, _: type) -> Reason:
 
 
 converter.register_structure_hook(Reason, _structure_reason)
-converter.register_unstructure_hook(Reason, lambda r: {"message": r.message, **r.extra})
+converter.register_unstructure_hook(Reason, lambda r: {**r.extra, "message": r.message})
 
 
 @attrs.frozen

@@ -795,3 +795,18 @@ def test_allocation_payment_platform_of_a_wrong_type() -> None:
         "paymentPlatform": 5,
     }
     assert decode_error(raw, Allocation).path == "$.paymentPlatform"
+
+
+@pytest.mark.parametrize("text", ["1e999999999999", "1e-1001", "-1e61"])
+def test_absurd_amounts_are_refused_before_they_cost_memory(text: str) -> None:
+    with pytest.raises(DecodeError, match="out of range"):
+        decode("op", text, Decimal)
+
+
+def test_reason_message_wins_over_an_extra_key_of_the_same_name() -> None:
+    assert encode(Reason("real", {"message": "shadow", "k": 1})) == {"k": 1, "message": "real"}
+
+
+def test_only_ascii_digits_make_a_timestamp() -> None:
+    with pytest.raises(ValueError, match="RFC 3339"):
+        parse_timestamp("2024-05-01T10:00:00.123456\u0667\u0668\u0669Z")
