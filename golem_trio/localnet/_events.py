@@ -75,12 +75,14 @@ class EventLog(Generic[E]):
     ) -> list[E]:
         """As :meth:`after`, waiting up to ``wait`` seconds for the first event; ``[]`` if none
         came. Always a checkpoint."""
+        # Checkpoint first, so that nothing awaits between finding events and returning them
+        # (a zero wait must still return what is there).
+        await trio.lowlevel.checkpoint()
         with trio.move_on_after(max(wait, 0.0)):
             while True:
                 changed = self._changed
                 found = self.after(after, limit=limit, match=match)
                 if found:
-                    await trio.lowlevel.checkpoint()
                     return found
                 await changed.wait()
         return []
@@ -113,13 +115,15 @@ class EventQueue(Generic[E]):
     async def take(self, limit: int, wait: float) -> list[E]:
         """Up to ``limit`` items, waiting up to ``wait`` seconds for the first; ``[]`` if none
         came. Always a checkpoint."""
+        # Checkpoint before taking anything: items taken are never lost to a cancellation, and
+        # a zero wait still returns what is queued.
+        await trio.lowlevel.checkpoint()
         with trio.move_on_after(max(wait, 0.0)):
             while True:
                 if self.closed:
                     raise QueueClosed
                 if self._items:
                     taken, self._items = self._items[:limit], self._items[limit:]
-                    await trio.lowlevel.checkpoint()
                     return taken
                 await self._changed.wait()
         if self.closed:

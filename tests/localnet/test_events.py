@@ -71,3 +71,21 @@ async def test_queue_consumes_and_closes(autojump_clock: trio.testing.MockClock)
             await queue.take(1, 10.0)
     with pytest.raises(QueueClosed):
         await queue.take(1, 0.0)
+
+
+async def test_zero_waits_return_what_is_there(autojump_clock: trio.testing.MockClock) -> None:
+    log: EventLog[str] = EventLog(NetClock(EPOCH))
+    log.append(lambda t: "a")
+    assert await log.wait_after(None, 0.0) == ["a"]
+    queue: EventQueue[int] = EventQueue()
+    queue.put(1)
+    assert await queue.take(5, 0.0) == [1]
+
+
+async def test_a_cancelled_take_loses_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    queue: EventQueue[int] = EventQueue()
+    queue.put(1)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await queue.take(5, 10.0)
+    assert await queue.take(5, 0.0) == [1]
