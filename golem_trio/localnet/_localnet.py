@@ -1,0 +1,223 @@
+"""LocalNet: the emulated daemon plus its emulated providers, in one trio nursery."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import httpx2
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from starlette.applications import Starlette
+
+from ._activity import ActivityState
+from ._activity_routes import activity_routes
+from ._app import build_app
+from ._clock import NetClock
+from ._core import Daemon, DaemonError, NodeIdentity
+from ._ids import Ids
+from ._market import MarketState
+from ._market_routes import market_routes
+from ._payment import PaymentState
+from ._payment_routes import payment_routes
+from ._provider import OfferGone, ProviderAgent, ProviderSpec
+from ._runtime import RuntimeFactory, scripted_runtime_factory
+
+__all__ = ["LocalNet", "ProviderPopulation", "open_localnet"]
+
+logger = logging.getLogger("golem_trio.localnet")
+Json = dict[str, Any]
+
+
+@attrs.frozen
+class ProviderPopulation:
+    """A population of ``count`` providers with prices drawn, under ``seed``, from the given
+    ranges (per unit: cpu-second, second of duration, and the fixed start price)."""
+
+    count: int = 3
+    seed: int = 0
+    subnet: str = "public"
+    cpu_sec: tuple[Decimal, Decimal] = (Decimal("0.00005"), Decimal("0.0002"))
+    duration_sec: tuple[Decimal, Decimal] = (Decimal("0.00001"), Decimal("0.00005"))
+    start: tuple[Decimal, Decimal] = (Decimal("0"), Decimal("0"))
+
+    def specs(self) -> list[ProviderSpec]:
+        import random
+
+        rng = random.Random(self.seed)
+
+        def draw(bounds: tuple[Decimal, Decimal]) -> Decimal:
+            low, high = bounds
+            return (low + (high - low) * Decimal(rng.random())).quantize(Decimal("1e-9"))
+
+        return [
+            ProviderSpec(
+                name=f"localnet-provider-{i}",
+                subnet=self.subnet,
+                cpu_threads=rng.choice((1, 2, 4, 8)),
+                mem_gib=float(rng.choice((2, 4, 8, 16))),
+                storage_gib=float(rng.choice((20, 50, 100))),
+                price_cpu_sec=draw(self.cpu_sec),
+                price_duration_sec=draw(self.duration_sec),
+                price_start=draw(self.start),
+            )
+            for i in range(self.count)
+        ]
+
+
+class _InProcessPort:
+    """The provider side of the emulated market, called directly (no HTTP)."""
+
+    def __init__(self, market: MarketState, node_id: str) -> None:
+        self._market = market
+        self._node_id = node_id
+
+    async def subscribe_offer(self, properties: Json, constraints: str) -> str:
+        await trio.lowlevel.checkpoint()
+        return self._market.subscribe_offer(
+            self._node_id, {"properties": properties, "constraints": constraints}
+        )
+
+    async def unsubscribe_offer(self, offer_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._market.unsubscribe_offer(self._node_id, offer_id)
+
+    async def collect_demands(self, offer_id: str, wait: float) -> list[Json]:
+        try:
+            return await self._market.collect_demands(self._node_id, offer_id, wait, 100)
+        except DaemonError as exc:
+            if exc.status == 404:
+                raise OfferGone(offer_id) from exc
+            raise
+
+    async def counter_proposal(
+        self, offer_id: str, proposal_id: str, properties: Json, constraints: str
+    ) -> str:
+        await trio.lowlevel.checkpoint()
+        return self._market.counter_proposal_offer(
+            self._node_id,
+            offer_id,
+            proposal_id,
+            {"properties": properties, "constraints": constraints},
+        )
+
+    async def reject_proposal(self, offer_id: str, proposal_id: str, reason: Json) -> None:
+        await trio.lowlevel.checkpoint()
+        self._market.reject_proposal_demand(self._node_id, offer_id, proposal_id, reason)
+
+    async def approve_agreement(self, agreement_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._market.approve_agreement(self._node_id, agreement_id, None)
+
+    async def reject_agreement(self, agreement_id: str, reason: Json) -> None:
+        await trio.lowlevel.checkpoint()
+        self._market.reject_agreement(self._node_id, agreement_id, reason)
+
+
+class LocalNet:
+    """A running LocalNet. Get one from :func:`open_localnet`.
+
+    ``app`` is the daemon's ASGI app; ``url`` is where it is served (``None`` when only mounted
+    in-process); ``app_key`` is the requestor's app key.
+    """
+
+    def __init__(
+        self,
+        daemon: Daemon,
+        market: MarketState,
+        activity: ActivityState,
+        payment: PaymentState,
+        requestor: NodeIdentity,
+        providers: list[tuple[NodeIdentity, ProviderAgent]],
+    ) -> None:
+        self.daemon = daemon
+        self.market = market
+        self.activity = activity
+        self.payment = payment
+        self.requestor = requestor
+        self.providers = providers
+        self.app: Starlette = build_app(
+            daemon,
+            [
+                *market_routes(daemon, market),
+                *activity_routes(daemon, activity),
+                *payment_routes(daemon, payment),
+            ],
+        )
+        self.url: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<LocalNet {self.url or 'in-process'} providers={len(self.providers)}>"
+
+    @property
+    def app_key(self) -> str:
+        return self.requestor.app_key
+
+    def transport(self) -> httpx2.AsyncBaseTransport:
+        """An httpx2 transport that calls the app in-process (no sockets): for virtual-time
+        tests. It buffers whole replies, so the never-ending exec event stream needs the
+        served app."""
+        return httpx2.ASGITransport(app=self.app)
+
+
+@asynccontextmanager
+async def open_localnet(
+    providers: ProviderPopulation | Sequence[ProviderSpec] = ProviderPopulation(),
+    *,
+    seed: int = 0,
+    epoch: dt.datetime | None = None,
+    runtime: RuntimeFactory | None = None,
+    serve: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> AsyncIterator[LocalNet]:
+    """Start a LocalNet in its own nursery; everything stops when the block exits.
+
+    ``runtime`` makes the exe-unit of each activity (default: a scripted runtime with no
+    scripts, where every ``run`` fails as "command not found"). With ``serve=True`` the daemon
+    is served by hypercorn's trio worker on ``host:port`` (``0``: any free port) and
+    ``LocalNet.url`` says where.
+
+    Cancellation: exiting the block (normally or by cancellation) cancels the providers and
+    the server.
+    """
+    specs = providers.specs() if isinstance(providers, ProviderPopulation) else list(providers)
+    async with trio.open_nursery() as nursery:
+        daemon = Daemon(NetClock(epoch), Ids(seed), nursery)
+        requestor = daemon.add_identity("requestor")
+        market = MarketState(daemon)
+        activity = ActivityState(daemon, market, runtime or scripted_runtime_factory())
+
+        def activity_agreement(activity_id: str) -> str | None:
+            try:
+                return activity.agreement_of(activity_id)
+            except KeyError:
+                return None
+
+        payment = PaymentState(daemon, market, activity_agreement=activity_agreement)
+        agents = []
+        for spec in specs:
+            identity = daemon.add_identity(spec.name)
+            agent = ProviderAgent(
+                spec, identity.node_id, _InProcessPort(market, identity.node_id), daemon.clock.now
+            )
+            await nursery.start(agent.run)
+            agents.append((identity, agent))
+        net = LocalNet(daemon, market, activity, payment, requestor, agents)
+        if serve:
+            config = HypercornConfig()
+            config.bind = [f"{host}:{port}"]
+            config.accesslog = None
+            config.errorlog = logging.getLogger("golem_trio.localnet.http")
+            config.graceful_timeout = 0.5
+            binds = await nursery.start(hypercorn_serve, net.app, config)
+            net.url = binds[0]
+            logger.info("LocalNet serves the daemon API at %s", net.url)
+        yield net
+        nursery.cancel_scope.cancel()

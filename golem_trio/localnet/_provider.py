@@ -1,0 +1,299 @@
+"""The provider model: what an emulated provider offers and how it negotiates and decides.
+
+The decisions are plain functions of a :class:`ProviderSpec` and the demand in front of it, so
+the same model drives providers on the emulator and, through the provider REST API, on a real
+daemon. :class:`ProviderAgent` is the loop that reads a provider's market events through a
+:class:`ProviderPort` and acts on them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+__all__ = [
+    "ACCEPT_TIMEOUT",
+    "DEBIT_NOTE_INTERVAL",
+    "PAYMENT_TIMEOUT",
+    "Counter",
+    "Negotiation",
+    "OfferGone",
+    "ProviderAgent",
+    "ProviderPort",
+    "ProviderSpec",
+    "Rejection",
+    "negotiate",
+    "offer_properties",
+]
+
+ACCEPT_TIMEOUT = "golem.com.payment.debit-notes.accept-timeout?"
+DEBIT_NOTE_INTERVAL = "golem.com.scheme.payu.debit-note.interval-sec?"
+PAYMENT_TIMEOUT = "golem.com.scheme.payu.payment-timeout-sec?"
+EXPIRATION = "golem.srv.comp.expiration"
+USAGE_VECTOR = ["golem.usage.cpu_sec", "golem.usage.duration_sec"]
+
+Json = dict[str, Any]
+
+
+@attrs.frozen
+class ProviderSpec:
+    """One emulated provider: resources, prices, payment terms and negotiation limits.
+
+    Prices are the linear model's coefficients: ``price_cpu_sec`` and ``price_duration_sec``
+    per unit of ``golem.usage.cpu_sec`` and ``golem.usage.duration_sec``, plus ``price_start``
+    (the fixed part). Times are seconds.
+    """
+
+    name: str
+    subnet: str = "public"
+    cpu_threads: int = 4
+    mem_gib: float = 8.0
+    storage_gib: float = 50.0
+    runtime: str = "vm"
+    runtime_version: str = "0.5.2"
+    capabilities: tuple[str, ...] = ("vpn", "inet", "manifest-support")
+    price_cpu_sec: Decimal = Decimal("0.0001")
+    price_duration_sec: Decimal = Decimal("0.00002")
+    price_start: Decimal = Decimal("0")
+    platform: str = "erc20-holesky-tglm"
+    #: Longest time (s) the provider lets its debit notes go unaccepted; the requestor may ask
+    #: for less, down to ``min_accept_timeout``.
+    accept_timeout: int = 240
+    min_accept_timeout: int = 30
+    #: Seconds between debit notes; a requestor may ask for more, not for less.
+    debit_note_interval: int = 120
+    #: Mid-agreement payments: allowed payment timeouts (s); ``None`` = not supported.
+    payment_timeout_range: tuple[int, int] | None = (18000, 86400)
+    #: Expiration limits (s from now): below ``min_expiration`` is refused; above
+    #: ``max_expiration_without_deadline`` needs a debit-note accept timeout; above
+    #: ``max_expiration_without_payments`` needs mid-agreement payments.
+    min_expiration: float = 300.0
+    max_expiration_without_deadline: float = 1800.0
+    max_expiration_without_payments: float = 36000.0
+    #: How long (s) the provider takes to approve an agreement.
+    approval_delay: float = 0.0
+
+    def coeffs(self) -> list[float]:
+        """``golem.com.pricing.model.linear.coeffs``: per usage counter, then the fixed price."""
+        return [float(self.price_cpu_sec), float(self.price_duration_sec), float(self.price_start)]
+
+
+def offer_properties(spec: ProviderSpec, node_id: str) -> Json:
+    """The offer an emulated provider publishes (flat property names)."""
+    return {
+        "golem.node.id.name": spec.name,
+        "golem.node.debug.subnet": spec.subnet,
+        "golem.node.net.is-public": False,
+        "golem.inf.mem.gib": spec.mem_gib,
+        "golem.inf.storage.gib": spec.storage_gib,
+        "golem.inf.cpu.threads": spec.cpu_threads,
+        "golem.inf.cpu.cores": max(1, spec.cpu_threads // 2),
+        "golem.inf.cpu.architecture": "x86_64",
+        "golem.runtime.name": spec.runtime,
+        "golem.runtime.version": spec.runtime_version,
+        "golem.runtime.capabilities": list(spec.capabilities),
+        "golem.activity.caps.transfer.protocol": ["http", "https"],
+        "golem.srv.caps.multi-activity": True,
+        "golem.com.scheme": "payu",
+        "golem.com.pricing.model": "linear",
+        "golem.com.pricing.model.linear.coeffs": spec.coeffs(),
+        "golem.com.usage.vector": list(USAGE_VECTOR),
+        f"golem.com.payment.platform.{spec.platform}.address": node_id,
+        "golem.com.payment.protocol.version": "3",
+        ACCEPT_TIMEOUT: spec.accept_timeout,
+        DEBIT_NOTE_INTERVAL: spec.debit_note_interval,
+        **(
+            {}
+            if spec.payment_timeout_range is None
+            else {PAYMENT_TIMEOUT: spec.payment_timeout_range[0]}
+        ),
+    }
+
+
+def offer_constraints(spec: ProviderSpec, now: dt.datetime) -> str:
+    """The offer's constraints on demands: a minimum expiration and the subnet."""
+    earliest = int((now.timestamp() + spec.min_expiration) * 1000)
+    return f"(&(golem.node.debug.subnet={spec.subnet})(golem.srv.comp.expiration>{earliest}))"
+
+
+@attrs.frozen
+class Negotiation:
+    """The payment terms both sides settled on."""
+
+    accept_timeout: int | None
+    debit_note_interval: int
+    payment_timeout: int | None
+
+
+@attrs.frozen
+class Counter:
+    """Answer with a Draft carrying these properties."""
+
+    properties: Json
+    terms: Negotiation
+
+
+@attrs.frozen
+class Rejection:
+    """Reject the proposal; ``final`` says whether trying again is pointless."""
+
+    message: str
+    final: bool
+
+    def reason(self) -> Json:
+        return {"message": self.message, "golem.proposal.rejection.is-final": self.final}
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def negotiate(
+    spec: ProviderSpec, node_id: str, demand: Mapping[str, Any], now: dt.datetime
+) -> Counter | Rejection:
+    """The provider's answer to a requestor's proposal.
+
+    Expiration: refused below ``min_expiration``; above ``max_expiration_without_deadline``
+    only with a debit-note accept timeout; above ``max_expiration_without_payments`` only with
+    mid-agreement payments. Terms: the accept timeout is the requestor's, capped at the
+    provider's (and refused below ``min_accept_timeout``); the debit-note interval is the
+    requestor's but not shorter than the provider's; the payment timeout is the requestor's
+    clamped to the provider's range, or refused if the provider has none.
+    """
+    expiration_ms = _int(demand.get(EXPIRATION))
+    if expiration_ms is None:
+        return Rejection("no expiration in the demand", final=True)
+    left = expiration_ms / 1000 - now.timestamp()
+    if left < spec.min_expiration:
+        return Rejection(f"expiration too soon: {left:.0f} s < {spec.min_expiration:.0f} s", True)
+
+    accept = _int(demand.get(ACCEPT_TIMEOUT))
+    if accept is not None:
+        if accept < spec.min_accept_timeout:
+            return Rejection(
+                f"debit-note accept timeout {accept} s < {spec.min_accept_timeout} s", True
+            )
+        accept = min(accept, spec.accept_timeout)
+    if left > spec.max_expiration_without_deadline and accept is None:
+        return Rejection(f"expiration {left:.0f} s needs a debit-note accept timeout", final=True)
+
+    interval = _int(demand.get(DEBIT_NOTE_INTERVAL))
+    interval = (
+        spec.debit_note_interval if interval is None else max(interval, spec.debit_note_interval)
+    )
+
+    payment = _int(demand.get(PAYMENT_TIMEOUT))
+    if payment is not None:
+        if spec.payment_timeout_range is None:
+            return Rejection("mid-agreement payments are not supported", final=True)
+        low, high = spec.payment_timeout_range
+        payment = min(max(payment, low), high)
+    if left > spec.max_expiration_without_payments and payment is None:
+        return Rejection(f"expiration {left:.0f} s needs mid-agreement payments", final=True)
+
+    properties = offer_properties(spec, node_id)
+    for key, value in ((ACCEPT_TIMEOUT, accept), (PAYMENT_TIMEOUT, payment)):
+        if value is None:
+            properties.pop(key, None)
+        else:
+            properties[key] = value
+    properties[DEBIT_NOTE_INTERVAL] = interval
+    chosen = demand.get("golem.com.payment.chosen-platform")
+    if isinstance(chosen, str):
+        properties["golem.com.payment.chosen-platform"] = chosen
+    return Counter(properties, Negotiation(accept, interval, payment))
+
+
+class OfferGone(Exception):
+    """The daemon no longer knows the offer (it expired or was withdrawn)."""
+
+
+class ProviderPort(Protocol):
+    """The provider side of a daemon's market, as an emulated provider uses it.
+
+    ``collect_demands`` raises :class:`OfferGone` when the offer is gone.
+    """
+
+    async def subscribe_offer(self, properties: Json, constraints: str) -> str: ...
+
+    async def unsubscribe_offer(self, offer_id: str) -> None: ...
+
+    async def collect_demands(self, offer_id: str, wait: float) -> list[Json]: ...
+
+    async def counter_proposal(
+        self, offer_id: str, proposal_id: str, properties: Json, constraints: str
+    ) -> str: ...
+
+    async def reject_proposal(self, offer_id: str, proposal_id: str, reason: Json) -> None: ...
+
+    async def approve_agreement(self, agreement_id: str) -> None: ...
+
+    async def reject_agreement(self, agreement_id: str, reason: Json) -> None: ...
+
+
+class ProviderAgent:
+    """One emulated provider's market loop: publish the offer, answer proposals, approve."""
+
+    def __init__(self, spec: ProviderSpec, node_id: str, port: ProviderPort, now: Any) -> None:
+        self.spec = spec
+        self.node_id = node_id
+        self.port = port
+        self._now = now
+        #: Terms agreed per requestor proposal id this provider answered (``P-…``).
+        self.terms: dict[str, Negotiation] = {}
+        self.offer_id: str | None = None
+
+    async def run(self, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Publish the offer (its id reported through ``task_status``) and serve it until
+        cancelled, publishing it again whenever the daemon drops it (offers expire after an
+        hour, as real providers' do)."""
+        async with trio.open_nursery() as nursery:
+            while True:
+                self.offer_id = await self.port.subscribe_offer(
+                    offer_properties(self.spec, self.node_id),
+                    offer_constraints(self.spec, self._now()),
+                )
+                task_status.started(self.offer_id)
+                task_status = trio.TASK_STATUS_IGNORED
+                try:
+                    while True:
+                        for event in await self.port.collect_demands(self.offer_id, 5.0):
+                            await self._handle(event, nursery)
+                except OfferGone:
+                    continue
+
+    async def _handle(self, event: Json, nursery: trio.Nursery) -> None:
+        assert self.offer_id is not None
+        kind = event.get("eventType")
+        if kind == "ProposalEvent":
+            proposal = event["proposal"]
+            answer = negotiate(self.spec, self.node_id, proposal["properties"], self._now())
+            if isinstance(answer, Rejection):
+                await self.port.reject_proposal(
+                    self.offer_id, proposal["proposalId"], answer.reason()
+                )
+                return
+            draft_id = await self.port.counter_proposal(
+                self.offer_id,
+                proposal["proposalId"],
+                answer.properties,
+                offer_constraints(self.spec, self._now()),
+            )
+            self.terms[draft_id] = answer.terms
+        elif kind == "AgreementEvent":
+            agreement_id = event["agreement"]["agreementId"]
+            nursery.start_soon(self._approve, agreement_id)
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def _approve(self, agreement_id: str) -> None:
+        await trio.sleep(self.spec.approval_delay)
+        await self.port.approve_agreement(agreement_id)
