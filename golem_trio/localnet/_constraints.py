@@ -16,7 +16,10 @@ A constraint is an LDAP-like filter over the other side's properties::
 * :func:`flatten` turns nested property objects into the flat dotted keys the daemon matches on.
 
 Everything here follows the daemon's matcher (the ``ya-market-resolver`` crate) rule for rule,
-including its quirks; where this module departs from it, the comment at the spot says so and why.
+including its quirks. It departs only in what :func:`parse` refuses: text after the first filter
+(the daemon ignores it; :func:`matches` does too), and names that are empty, hold parentheses or
+start with ``!`` (the daemon reads them as names no property has); and in using Python's ``re``
+for wildcard values where the daemon uses Rust's ``regex``.
 """
 
 from __future__ import annotations
@@ -91,7 +94,10 @@ class Op(enum.Enum):
 
 
 class TypeHint(enum.Enum):
-    """A type suffix on a property name (``name$v``): read a string property as this type."""
+    """A type suffix on a property name (``name$v``): read a string property as this type.
+
+    ``$d`` is a decimal, not a date: dates are ``$t``.
+    """
 
     VERSION = "v"  # semantic version
     DECIMAL = "d"  # exact decimal number
@@ -216,8 +222,10 @@ def parse(text: str) -> Constraint:
     """Parse constraint text into a tree; raise :exc:`ConstraintSyntaxError` if it is not one
     filter.
 
-    Whitespace (space, tab, CR, LF) is allowed around filters and operators. Names run up to
-    the operator and values up to the first ``)``, both taken verbatim (there is no escaping).
+    Whitespace (space, tab, CR, LF) is allowed around filters and operators, except before a
+    top-level ``()``. Names run up to the operator and values up to the first ``)``, both taken
+    verbatim (there is no escaping, so a value cannot hold ``)``). An ``=`` value cannot start
+    with ``*``: ``(name=*)`` is a presence test, and the daemon cannot read ``(name=*suffix)``.
     """
     constraint, end = _Parser(text).top_level()
     rest = text[end:].lstrip(_WS)
