@@ -22,7 +22,7 @@ from ._app import build_app
 from ._clock import NetClock
 from ._core import Daemon, DaemonError, NodeIdentity
 from ._ids import Ids
-from ._market import MarketState
+from ._market import MarketState, format_time
 from ._market_routes import market_routes
 from ._payment import PaymentState
 from ._payment_routes import payment_routes
@@ -72,10 +72,14 @@ class ProviderPopulation:
 
 
 class _InProcessPort:
-    """The provider side of the emulated market, called directly (no HTTP)."""
+    """The provider side of the emulated daemon, called directly (no HTTP)."""
 
-    def __init__(self, market: MarketState, node_id: str) -> None:
+    def __init__(
+        self, market: MarketState, activity: ActivityState, payment: PaymentState, node_id: str
+    ) -> None:
         self._market = market
+        self._activity = activity
+        self._payment = payment
         self._node_id = node_id
 
     async def subscribe_offer(self, properties: Json, constraints: str) -> str:
@@ -118,6 +122,64 @@ class _InProcessPort:
     async def reject_agreement(self, agreement_id: str, reason: Json) -> None:
         await trio.lowlevel.checkpoint()
         self._market.reject_agreement(self._node_id, agreement_id, reason)
+
+    async def agreement_state(self, agreement_id: str) -> str:
+        await trio.lowlevel.checkpoint()
+        return self._market.agreement(self._node_id, agreement_id).state.value
+
+    async def terminate_agreement(self, agreement_id: str, reason: Json) -> None:
+        await trio.lowlevel.checkpoint()
+        self._market.terminate_agreement(self._node_id, agreement_id, reason)
+
+    async def activities(self, agreement_id: str) -> list[tuple[str, str]]:
+        await trio.lowlevel.checkpoint()
+        return [
+            (activity_id, self._activity.get_state(self._node_id, activity_id)["state"][0])
+            for activity_id in self._activity.activities_of(agreement_id)
+        ]
+
+    async def usage(self, activity_id: str) -> list[float]:
+        usage = await self._activity.get_usage(self._node_id, activity_id)
+        return [float(x) for x in usage["currentUsage"]]
+
+    async def send_debit_note(
+        self,
+        activity_id: str,
+        amount: Decimal,
+        usage: list[float],
+        payment_due: dt.datetime | None,
+    ) -> str:
+        await trio.lowlevel.checkpoint()
+        body: Json = {
+            "activityId": activity_id,
+            "totalAmountDue": str(amount),
+            "usageCounterVector": usage,
+        }
+        if payment_due is not None:
+            body["paymentDueDate"] = format_time(payment_due)
+        note = self._payment.issue_debit_note(self._node_id, body)
+        self._payment.send_debit_note(self._node_id, note["debitNoteId"])
+        return str(note["debitNoteId"])
+
+    async def debit_note_status(self, debit_note_id: str) -> str:
+        await trio.lowlevel.checkpoint()
+        return self._payment.debit_note(self._node_id, debit_note_id).status.value
+
+    async def send_invoice(
+        self, agreement_id: str, activity_ids: list[str], amount: Decimal, due: dt.datetime
+    ) -> str:
+        await trio.lowlevel.checkpoint()
+        invoice = self._payment.issue_invoice(
+            self._node_id,
+            {
+                "agreementId": agreement_id,
+                "activityIds": activity_ids,
+                "amount": str(amount),
+                "paymentDueDate": format_time(due),
+            },
+        )
+        self._payment.send_invoice(self._node_id, invoice["invoiceId"])
+        return str(invoice["invoiceId"])
 
 
 class LocalNet:
@@ -205,7 +267,10 @@ async def open_localnet(
         for spec in specs:
             identity = daemon.add_identity(spec.name)
             agent = ProviderAgent(
-                spec, identity.node_id, _InProcessPort(market, identity.node_id), daemon.clock.now
+                spec,
+                identity.node_id,
+                _InProcessPort(market, activity, payment, identity.node_id),
+                daemon.clock.now,
             )
             await nursery.start(agent.run)
             agents.append((identity, agent))

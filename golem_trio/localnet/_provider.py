@@ -20,6 +20,7 @@ __all__ = [
     "ACCEPT_TIMEOUT",
     "DEBIT_NOTE_INTERVAL",
     "PAYMENT_TIMEOUT",
+    "AgreementLife",
     "Counter",
     "Negotiation",
     "OfferGone",
@@ -27,6 +28,7 @@ __all__ = [
     "ProviderPort",
     "ProviderSpec",
     "Rejection",
+    "linear_cost",
     "negotiate",
     "offer_properties",
 ]
@@ -77,6 +79,10 @@ class ProviderSpec:
     max_expiration_without_payments: float = 36000.0
     #: How long (s) the provider takes to approve an agreement.
     approval_delay: float = 0.0
+    #: An approved agreement with no activity for this long (s) is broken (``NoActivity``).
+    no_activity_timeout: float = 90.0
+    #: How often (s) the provider looks at its agreements.
+    tick: float = 1.0
 
     def coeffs(self) -> list[float]:
         """``golem.com.pricing.model.linear.coeffs``: per usage counter, then the fixed price."""
@@ -215,6 +221,22 @@ class OfferGone(Exception):
     """The daemon no longer knows the offer (it expired or was withdrawn)."""
 
 
+def linear_cost(spec: ProviderSpec, usage: list[float]) -> Decimal:
+    """What the linear price model charges for ``usage`` (``[cpu_sec, duration_sec]``)."""
+    cpu, duration = (Decimal(repr(float(x))) for x in [*usage, 0.0, 0.0][:2])
+    return spec.price_start + spec.price_cpu_sec * cpu + spec.price_duration_sec * duration
+
+
+def agreed_terms(agreement: Mapping[str, Any]) -> tuple[Negotiation, float]:
+    """The payment terms and the expiration (epoch seconds) written in an agreement."""
+    offer = agreement["offer"]["properties"]
+    demand = agreement["demand"]["properties"]
+    interval = _int(offer.get(DEBIT_NOTE_INTERVAL)) or 120
+    terms = Negotiation(_int(offer.get(ACCEPT_TIMEOUT)), interval, _int(offer.get(PAYMENT_TIMEOUT)))
+    expiration_ms = _int(demand.get(EXPIRATION)) or 0
+    return terms, expiration_ms / 1000
+
+
 class ProviderPort(Protocol):
     """The provider side of a daemon's market, as an emulated provider uses it.
 
@@ -237,6 +259,30 @@ class ProviderPort(Protocol):
 
     async def reject_agreement(self, agreement_id: str, reason: Json) -> None: ...
 
+    async def agreement_state(self, agreement_id: str) -> str: ...
+
+    async def terminate_agreement(self, agreement_id: str, reason: Json) -> None: ...
+
+    async def activities(self, agreement_id: str) -> list[tuple[str, str]]:
+        """``(activity id, state)`` of every activity of the agreement."""
+        ...
+
+    async def usage(self, activity_id: str) -> list[float]: ...
+
+    async def send_debit_note(
+        self,
+        activity_id: str,
+        amount: Decimal,
+        usage: list[float],
+        payment_due: dt.datetime | None,
+    ) -> str: ...
+
+    async def debit_note_status(self, debit_note_id: str) -> str: ...
+
+    async def send_invoice(
+        self, agreement_id: str, activity_ids: list[str], amount: Decimal, due: dt.datetime
+    ) -> str: ...
+
 
 class ProviderAgent:
     """One emulated provider's market loop: publish the offer, answer proposals, approve."""
@@ -249,6 +295,8 @@ class ProviderAgent:
         #: Terms agreed per requestor proposal id this provider answered (``P-…``).
         self.terms: dict[str, Negotiation] = {}
         self.offer_id: str | None = None
+        #: Approved agreements, by id.
+        self.lives: dict[str, AgreementLife] = {}
 
     async def run(self, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Publish the offer (its id reported through ``task_status``) and serve it until
@@ -288,12 +336,114 @@ class ProviderAgent:
             )
             self.terms[draft_id] = answer.terms
         elif kind == "AgreementEvent":
-            agreement_id = event["agreement"]["agreementId"]
-            nursery.start_soon(self._approve, agreement_id)
+            nursery.start_soon(self._approve_and_serve, event["agreement"])
             await trio.lowlevel.checkpoint()
         else:
             await trio.lowlevel.checkpoint()
 
-    async def _approve(self, agreement_id: str) -> None:
+    async def _approve_and_serve(self, agreement: Json) -> None:
         await trio.sleep(self.spec.approval_delay)
-        await self.port.approve_agreement(agreement_id)
+        await self.port.approve_agreement(agreement["agreementId"])
+        terms, expiration = agreed_terms(agreement)
+        life = AgreementLife(self, agreement["agreementId"], terms, expiration)
+        self.lives[life.agreement_id] = life
+        await life.run()
+
+
+class AgreementLife:
+    """An approved agreement as its provider lives it.
+
+    Every debit-note interval it bills each live activity (cumulative, at the agreed linear
+    price; payable when mid-agreement payments were agreed); it breaks the agreement when a
+    debit note stays unaccepted past the accept timeout (``DebitNotesDeadline``), when no
+    activity comes for ``no_activity_timeout`` (``NoActivity``) and at expiration
+    (``Expired``); when the agreement ends, by either side, it sends one invoice for the whole
+    usage.
+    """
+
+    def __init__(
+        self, agent: ProviderAgent, agreement_id: str, terms: Negotiation, expiration: float
+    ) -> None:
+        self.agent = agent
+        self.agreement_id = agreement_id
+        self.terms = terms
+        self.expiration = expiration
+        #: Debit notes sent and not yet accepted: id -> deadline (trio time).
+        self.unaccepted: dict[str, float] = {}
+        self.billed: dict[str, Decimal] = {}
+        self.usage: dict[str, list[float]] = {}
+        self.invoice_id: str | None = None
+        self.end_code: str | None = None
+
+    async def run(self) -> None:
+        port = self.agent.port
+        spec = self.agent.spec
+        started = trio.current_time()
+        next_note = started + self.terms.debit_note_interval
+        seen_activity = False
+        while True:
+            await trio.sleep(spec.tick)
+            now = trio.current_time()
+            if await port.agreement_state(self.agreement_id) != "Approved":
+                break  # the requestor ended it
+            activities = await port.activities(self.agreement_id)
+            seen_activity = seen_activity or bool(activities)
+            code = self._breach(now, started, seen_activity)
+            if code is not None:
+                await self._terminate(code)
+                break
+            for note_id, _deadline in list(self.unaccepted.items()):
+                if await port.debit_note_status(note_id) in ("ACCEPTED", "SETTLED"):
+                    del self.unaccepted[note_id]
+            if now >= next_note:
+                next_note = now + self.terms.debit_note_interval
+                for activity_id, state in activities:
+                    if state != "Terminated":
+                        await self._bill(activity_id, now)
+        await self._invoice()
+
+    def _breach(self, now: float, started: float, seen_activity: bool) -> str | None:
+        if any(now > deadline for deadline in self.unaccepted.values()):
+            return "DebitNotesDeadline"
+        if not seen_activity and now - started > self.agent.spec.no_activity_timeout:
+            return "NoActivity"
+        if self.agent._now().timestamp() >= self.expiration:
+            return "Expired"
+        return None
+
+    async def _bill(self, activity_id: str, now: float) -> None:
+        port = self.agent.port
+        usage = await port.usage(activity_id)
+        self.usage[activity_id] = usage
+        amount = linear_cost(self.agent.spec, usage)
+        due = None
+        if self.terms.payment_timeout is not None:
+            due = self.agent._now() + dt.timedelta(seconds=self.terms.payment_timeout)
+        note_id = await port.send_debit_note(activity_id, amount, usage, due)
+        self.billed[activity_id] = amount
+        if self.terms.accept_timeout is not None:
+            self.unaccepted[note_id] = now + self.terms.accept_timeout
+
+    async def _terminate(self, code: str) -> None:
+        self.end_code = code
+        messages = {
+            "DebitNotesDeadline": "debit notes were not accepted in time",
+            "NoActivity": "no activity was created",
+            "Expired": "the agreement expired",
+        }
+        await self.agent.port.terminate_agreement(
+            self.agreement_id, {"message": messages[code], "golem.provider.code": code}
+        )
+
+    async def _invoice(self) -> None:
+        port = self.agent.port
+        activities = await port.activities(self.agreement_id)
+        total = Decimal(0)
+        for activity_id, _state in activities:
+            usage = await port.usage(activity_id)
+            self.usage[activity_id] = usage
+            total += linear_cost(self.agent.spec, usage)
+        due = self.agent._now() + dt.timedelta(seconds=self.terms.payment_timeout or 3600)
+        self.invoice_id = await port.send_invoice(
+            self.agreement_id, [a for a, _ in activities], total, due
+        )
