@@ -14,6 +14,8 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	@# LocalNet's local runtime runs commands under bubblewrap; install it when we may.
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) || echo "bubblewrap missing: the local runtime's tests will fail; install it with: apt-get install bubblewrap"; }
 	touch $(STAMP)
 
 test: $(STAMP)
