@@ -536,6 +536,18 @@ def _patch_version_pending(docs: Docs) -> None:
     schemas["YagnaVersionResponse"]["properties"]["pending"] = pending
 
 
+def _patch_documented_error_statuses(docs: Docs) -> None:
+    # Error statuses DAEMON-NOTES documents that the spec does not declare; bodies ErrorMessage.
+    targets = [
+        ("activity-api.yaml", "get", "/activity/{activityId}/exec/{batchId}", "408", "Timeout"),
+        ("payment-api.yaml", "get", "/demandDecorations", "404", "NotFound"),
+        ("payment-api.yaml", "get", "/allocations/{allocationId}", "410", "Gone"),
+    ]
+    for spec, method, path, code, name in targets:
+        responses = _operation(docs, spec, method, path)["responses"]
+        responses.setdefault(code, {"$ref": f"common.yaml#/responses/{name}"})
+
+
 PATCHES: tuple[Patch, ...] = (
     Patch(
         "common.yaml",
@@ -696,6 +708,15 @@ PATCHES: tuple[Patch, ...] = (
         "§9.7, §5.2",
         "debit-note rejection is not implemented by the daemon",
         _patch_reject_debit_note,
+    ),
+    Patch(
+        "activity-api.yaml / payment-api.yaml",
+        "documented error statuses",
+        "§4.4, §9.4, §5.1",
+        "getExecBatchResults answers 408 when the awaited commandIndex is not done in time; "
+        "getDemandDecorations answers 404 for an unknown allocation id; getAllocation answers "
+        "410 for a released allocation; the spec declares none of them",
+        _patch_documented_error_statuses,
     ),
     Patch(
         "net-api-v2.yaml",
