@@ -17,7 +17,7 @@ import enum
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -30,7 +30,9 @@ __all__ = [
     "Activity",
     "ActivityState",
     "Batch",
+    "CommandFaults",
     "ExeUnitState",
+    "InjectedFault",
     "format_event_time",
     "parse_exe_script",
 ]
@@ -258,6 +260,23 @@ def _at_end(output: bytes, mode: Json | None) -> str | list[int] | None:
 # --- activities and batches ----------------------------------------------------------------------
 
 
+@attrs.frozen
+class InjectedFault:
+    """A fault for one command: fail it with ``failure`` instead of running it, or replace
+    its stdout with ``stdout`` (``run`` commands)."""
+
+    failure: str | None = None
+    stdout: bytes | None = None
+
+
+class CommandFaults(Protocol):
+    """Where the activity API asks whether a fault applies to a command about to run."""
+
+    def command_fault(
+        self, provider_id: str, activity_id: str, command: str
+    ) -> InjectedFault | None: ...
+
+
 @attrs.define(eq=False)
 class CommandResult:
     index: int
@@ -366,6 +385,8 @@ class ActivityState:
         self.market = market
         self.runtime_factory = runtime_factory
         self.activities: dict[str, Activity] = {}
+        #: Command faults (LocalNet's fault plan), if any.
+        self.faults: CommandFaults | None = None
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -583,8 +604,13 @@ class ActivityState:
         failure: str | None = None
         capture: Json = {}
         allowed = ALLOWED.get(activity.state, frozenset())
+        injected = None
+        if name in allowed and self.faults is not None:
+            injected = self.faults.command_fault(activity.provider_id, activity.activity_id, name)
         if name not in allowed:
             failure = f"{name} command not allowed in state {activity.state.value}"
+        elif injected is not None and injected.failure is not None:
+            failure = injected.failure
         else:
             activity.current = (batch.batch_id, command)
             activity.pending = NEXT_STATE.get(name, activity.state)
@@ -592,6 +618,8 @@ class ActivityState:
             with activity.scope:
                 try:
                     outcome, capture = await self._execute(activity, name, body)
+                    if outcome is not None and injected is not None and injected.stdout is not None:
+                        outcome = attrs.evolve(outcome, stdout=injected.stdout)
                 except RuntimeFailure as exc:
                     failure = str(exc) or f"{name} failed"
             activity.scope = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,9 +19,11 @@ __all__ = ["EMULATED_VERSION", "build_app"]
 EMULATED_VERSION = "0.17.6"
 
 
-def build_app(daemon: Daemon, api_routes: Sequence[Route]) -> Starlette:
+def build_app(
+    daemon: Daemon, api_routes: Sequence[Route], *, middleware: Sequence[Middleware] = ()
+) -> Starlette:
     """An ASGI app serving the emulated daemon's REST API: identity, version and
-    ``api_routes`` (each API's routes)."""
+    ``api_routes`` (each API's routes), behind ``middleware`` (outermost first)."""
 
     async def get_identity(request: Request) -> Response:
         me = authenticate(daemon, request)
@@ -53,4 +56,8 @@ def build_app(daemon: Daemon, api_routes: Sequence[Route]) -> Starlette:
         Route("/version/get", get_version, methods=["GET"], name="getVersion"),
         *api_routes,
     ]
-    return Starlette(routes=routes, exception_handlers={DaemonError: daemon_error, 404: not_found})
+    return Starlette(
+        routes=routes,
+        middleware=list(middleware),
+        exception_handlers={DaemonError: daemon_error, 404: not_found},
+    )

@@ -15,13 +15,16 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from ._activity import ActivityState
 from ._activity_routes import activity_routes
 from ._app import build_app
 from ._clock import NetClock
 from ._core import Daemon, DaemonError, NodeIdentity
+from ._faults import DaemonFaultMiddleware, FaultPlan, Faults, fault_routes
 from ._ids import Ids
+from ._ledger import ledger_routes
 from ._market import MarketState, format_time
 from ._market_routes import market_routes
 from ._payment import PaymentState
@@ -148,6 +151,9 @@ class _InProcessPort:
         amount: Decimal,
         usage: list[float],
         payment_due: dt.datetime | None,
+        *,
+        honest: bool = True,
+        unknown_agreement: bool = False,
     ) -> str:
         await trio.lowlevel.checkpoint()
         body: Json = {
@@ -157,7 +163,10 @@ class _InProcessPort:
         }
         if payment_due is not None:
             body["paymentDueDate"] = format_time(payment_due)
+        if unknown_agreement:
+            return self._payment.forge_debit_note(self._node_id, activity_id, body)
         note = self._payment.issue_debit_note(self._node_id, body)
+        self._payment.debit_notes[note["debitNoteId"]].honest = honest
         self._payment.send_debit_note(self._node_id, note["debitNoteId"])
         return str(note["debitNoteId"])
 
@@ -166,7 +175,13 @@ class _InProcessPort:
         return self._payment.debit_note(self._node_id, debit_note_id).status.value
 
     async def send_invoice(
-        self, agreement_id: str, activity_ids: list[str], amount: Decimal, due: dt.datetime
+        self,
+        agreement_id: str,
+        activity_ids: list[str],
+        amount: Decimal,
+        due: dt.datetime,
+        *,
+        honest: bool = True,
     ) -> str:
         await trio.lowlevel.checkpoint()
         invoice = self._payment.issue_invoice(
@@ -178,6 +193,7 @@ class _InProcessPort:
                 "paymentDueDate": format_time(due),
             },
         )
+        self._payment.invoices[invoice["invoiceId"]].honest = honest
         self._payment.send_invoice(self._node_id, invoice["invoiceId"])
         return str(invoice["invoiceId"])
 
@@ -186,7 +202,8 @@ class LocalNet:
     """A running LocalNet. Get one from :func:`open_localnet`.
 
     ``app`` is the daemon's ASGI app; ``url`` is where it is served (``None`` when only mounted
-    in-process); ``app_key`` is the requestor's app key.
+    in-process); ``app_key`` is the requestor's app key; ``faults`` injects faults by hand
+    and says which fired.
     """
 
     def __init__(
@@ -197,6 +214,7 @@ class LocalNet:
         payment: PaymentState,
         requestor: NodeIdentity,
         providers: list[tuple[NodeIdentity, ProviderAgent]],
+        faults: Faults | None = None,
     ) -> None:
         self.daemon = daemon
         self.market = market
@@ -204,13 +222,17 @@ class LocalNet:
         self.payment = payment
         self.requestor = requestor
         self.providers = providers
+        self.faults = faults if faults is not None else Faults(FaultPlan())
         self.app: Starlette = build_app(
             daemon,
             [
                 *market_routes(daemon, market),
                 *activity_routes(daemon, activity),
                 *payment_routes(daemon, payment),
+                *fault_routes(self.faults),
+                *ledger_routes(self),
             ],
+            middleware=[Middleware(DaemonFaultMiddleware, faults=self.faults)],
         )
         self.url: str | None = None
 
@@ -238,13 +260,15 @@ async def open_localnet(
     serve: bool = False,
     host: str = "127.0.0.1",
     port: int = 0,
+    faults: FaultPlan | None = None,
 ) -> AsyncIterator[LocalNet]:
     """Start a LocalNet in its own nursery; everything stops when the block exits.
 
     ``runtime`` makes the exe-unit of each activity (default: a scripted runtime with no
     scripts, where every ``run`` fails as "command not found"). With ``serve=True`` the daemon
     is served by hypercorn's trio worker on ``host:port`` (``0``: any free port) and
-    ``LocalNet.url`` says where.
+    ``LocalNet.url`` says where. ``faults`` is the fault plan (default: none); faults can
+    also be triggered by hand through ``LocalNet.faults``.
 
     Cancellation: exiting the block (normally or by cancellation) cancels the providers and
     the server.
@@ -252,9 +276,11 @@ async def open_localnet(
     specs = providers.specs() if isinstance(providers, ProviderPopulation) else list(providers)
     async with trio.open_nursery() as nursery:
         daemon = Daemon(NetClock(epoch), Ids(seed), nursery)
+        fault_handle = Faults(faults or FaultPlan())
         requestor = daemon.add_identity("requestor")
         market = MarketState(daemon)
         activity = ActivityState(daemon, market, runtime or scripted_runtime_factory())
+        activity.faults = fault_handle
 
         def activity_agreement(activity_id: str) -> str | None:
             try:
@@ -271,10 +297,14 @@ async def open_localnet(
                 identity.node_id,
                 _InProcessPort(market, activity, payment, identity.node_id),
                 daemon.clock.now,
+                fault_handle,
             )
             await nursery.start(agent.run)
             agents.append((identity, agent))
-        net = LocalNet(daemon, market, activity, payment, requestor, agents)
+        fault_handle.attach(market, activity, agents)
+        net = LocalNet(daemon, market, activity, payment, requestor, agents, fault_handle)
+        if fault_handle.needs_scheduler():
+            await nursery.start(fault_handle.run)
         if serve:
             config = HypercornConfig()
             config.bind = [f"{host}:{port}"]

@@ -169,6 +169,8 @@ class _Document:
     timestamp: dt.datetime
     agreement: Agreement
     status: DocumentStatus = DocumentStatus.ISSUED
+    #: False for a document its provider falsified on purpose (a LocalNet fault).
+    honest: bool = True
 
     @property
     def agreement_id(self) -> str:
@@ -661,6 +663,19 @@ class PaymentState:
         )
         self.debit_notes[note.debit_note_id] = note
         return note.json()
+
+    def forge_debit_note(self, provider_id: str, activity_id: str, body: object) -> str:
+        """A dishonest provider's debit note for an agreement (and activity) the requestor never
+        made, modelled on the real agreement of ``activity_id``: issued, sent and marked
+        dishonest; its id."""
+        note_id = self.issue_debit_note(provider_id, body)["debitNoteId"]
+        note = self.debit_notes[note_id]
+        note.agreement = attrs.evolve(note.agreement, agreement_id=self.daemon.ids.uuid())
+        note.activity_id = self.daemon.ids.uuid()
+        note.previous_debit_note_id = None
+        note.honest = False
+        self.send_debit_note(provider_id, note_id)
+        return str(note_id)
 
     def send_debit_note(self, provider_id: str, debit_note_id: str) -> None:
         """``POST /debitNotes/{id}/send`` (provider): the requestor receives it (a repeat does

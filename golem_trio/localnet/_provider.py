@@ -25,6 +25,7 @@ __all__ = [
     "Negotiation",
     "OfferGone",
     "ProviderAgent",
+    "ProviderFaults",
     "ProviderPort",
     "ProviderSpec",
     "Rejection",
@@ -275,23 +276,71 @@ class ProviderPort(Protocol):
         amount: Decimal,
         usage: list[float],
         payment_due: dt.datetime | None,
-    ) -> str: ...
+        *,
+        honest: bool = True,
+        unknown_agreement: bool = False,
+    ) -> str:
+        """Issue and send a debit note; ``honest=False`` marks one falsified on purpose (a
+        fault), ``unknown_agreement`` sends it for an agreement the requestor never made."""
+        ...
 
     async def debit_note_status(self, debit_note_id: str) -> str: ...
 
     async def send_invoice(
-        self, agreement_id: str, activity_ids: list[str], amount: Decimal, due: dt.datetime
+        self,
+        agreement_id: str,
+        activity_ids: list[str],
+        amount: Decimal,
+        due: dt.datetime,
+        *,
+        honest: bool = True,
     ) -> str: ...
+
+
+class ProviderFaults(Protocol):
+    """Where a provider asks whether a fault applies to it (LocalNet's fault plan).
+
+    Dishonest billing kinds: ``inflate``, ``too-fast``, ``payable-without-agreement``,
+    ``second-invoice``, ``unknown-agreement``, ``invoice-above-usage``.
+    """
+
+    def reject_proposal(self, provider: str) -> bool:
+        """Reject this proposal regardless of its terms."""
+        ...
+
+    def withhold_approval(self, provider: str, agreement_id: str) -> bool:
+        """Never approve this agreement."""
+        ...
+
+    def dishonesty(self, provider: str, agreement_id: str) -> frozenset[str]:
+        """How the provider cheats on this agreement's billing now."""
+        ...
+
+    def inflation(self) -> Decimal:
+        """The factor inflated amounts are multiplied by."""
+        ...
+
+    def termination(self, agreement_id: str) -> str | None:
+        """A ``golem.provider.code`` to terminate the agreement with now, if any."""
+        ...
 
 
 class ProviderAgent:
     """One emulated provider's market loop: publish the offer, answer proposals, approve."""
 
-    def __init__(self, spec: ProviderSpec, node_id: str, port: ProviderPort, now: Any) -> None:
+    def __init__(
+        self,
+        spec: ProviderSpec,
+        node_id: str,
+        port: ProviderPort,
+        now: Any,
+        faults: ProviderFaults | None = None,
+    ) -> None:
         self.spec = spec
         self.node_id = node_id
         self.port = port
         self._now = now
+        self.faults = faults
         #: Terms agreed per requestor proposal id this provider answered (``P-…``).
         self.terms: dict[str, Negotiation] = {}
         self.offer_id: str | None = None
@@ -322,6 +371,13 @@ class ProviderAgent:
         kind = event.get("eventType")
         if kind == "ProposalEvent":
             proposal = event["proposal"]
+            if self.faults is not None and self.faults.reject_proposal(self.spec.name):
+                await self.port.reject_proposal(
+                    self.offer_id,
+                    proposal["proposalId"],
+                    Rejection("the provider is not taking work now", final=False).reason(),
+                )
+                return
             answer = negotiate(self.spec, self.node_id, proposal["properties"], self._now())
             if isinstance(answer, Rejection):
                 await self.port.reject_proposal(
@@ -343,6 +399,11 @@ class ProviderAgent:
 
     async def _approve_and_serve(self, agreement: Json) -> None:
         await trio.sleep(self.spec.approval_delay)
+        faults = self.faults
+        if faults is not None and faults.withhold_approval(
+            self.spec.name, agreement["agreementId"]
+        ):
+            return
         await self.port.approve_agreement(agreement["agreementId"])
         terms, expiration = agreed_terms(agreement)
         life = AgreementLife(self, agreement["agreementId"], terms, expiration)
@@ -389,6 +450,9 @@ class AgreementLife:
             activities = await port.activities(self.agreement_id)
             seen_activity = seen_activity or bool(activities)
             code = self._breach(now, started, seen_activity)
+            faults = self.agent.faults
+            if code is None and faults is not None:
+                code = faults.termination(self.agreement_id)
             if code is not None:
                 await self._terminate(code)
                 break
@@ -396,7 +460,10 @@ class AgreementLife:
                 if await port.debit_note_status(note_id) in ("ACCEPTED", "SETTLED"):
                     del self.unaccepted[note_id]
             if now >= next_note:
-                next_note = now + self.terms.debit_note_interval
+                interval: float = self.terms.debit_note_interval
+                if "too-fast" in self._dishonesty():
+                    interval = max(spec.tick, interval / 4)
+                next_note = now + interval
                 for activity_id, state in activities:
                     if state != "Terminated":
                         await self._bill(activity_id, now)
@@ -411,15 +478,31 @@ class AgreementLife:
             return "Expired"
         return None
 
+    def _dishonesty(self) -> frozenset[str]:
+        faults = self.agent.faults
+        if faults is None:
+            return frozenset()
+        return faults.dishonesty(self.agent.spec.name, self.agreement_id)
+
     async def _bill(self, activity_id: str, now: float) -> None:
         port = self.agent.port
         usage = await port.usage(activity_id)
         self.usage[activity_id] = usage
         amount = linear_cost(self.agent.spec, usage)
+        cheats = self._dishonesty()
+        honest = not cheats & {"inflate", "too-fast", "payable-without-agreement"}
+        if "inflate" in cheats and self.agent.faults is not None:
+            amount *= self.agent.faults.inflation()
         due = None
         if self.terms.payment_timeout is not None:
             due = self.agent._now() + dt.timedelta(seconds=self.terms.payment_timeout)
-        note_id = await port.send_debit_note(activity_id, amount, usage, due)
+        elif "payable-without-agreement" in cheats:
+            due = self.agent._now() + dt.timedelta(hours=1)
+        note_id = await port.send_debit_note(activity_id, amount, usage, due, honest=honest)
+        if "unknown-agreement" in cheats:
+            await port.send_debit_note(
+                activity_id, amount, usage, due, honest=False, unknown_agreement=True
+            )
         self.billed[activity_id] = amount
         if self.terms.accept_timeout is not None:
             self.unaccepted[note_id] = now + self.terms.accept_timeout
@@ -431,8 +514,9 @@ class AgreementLife:
             "NoActivity": "no activity was created",
             "Expired": "the agreement expired",
         }
+        message = messages.get(code, "the provider ended the agreement")
         await self.agent.port.terminate_agreement(
-            self.agreement_id, {"message": messages[code], "golem.provider.code": code}
+            self.agreement_id, {"message": message, "golem.provider.code": code}
         )
 
     async def _invoice(self) -> None:
@@ -444,6 +528,13 @@ class AgreementLife:
             self.usage[activity_id] = usage
             total += linear_cost(self.agent.spec, usage)
         due = self.agent._now() + dt.timedelta(seconds=self.terms.payment_timeout or 3600)
+        cheats = self._dishonesty()
+        honest = "invoice-above-usage" not in cheats
+        if not honest and self.agent.faults is not None:
+            total *= self.agent.faults.inflation()
+        activity_ids = [a for a, _ in activities]
         self.invoice_id = await port.send_invoice(
-            self.agreement_id, [a for a, _ in activities], total, due
+            self.agreement_id, activity_ids, total, due, honest=honest
         )
+        if "second-invoice" in cheats:
+            await port.send_invoice(self.agreement_id, activity_ids, total, due, honest=False)
