@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import trio
 
-from golem_trio.localnet._localnet import ProviderPopulation, open_localnet
+from golem_trio.localnet import ProviderPopulation, load_plan, open_localnet
 
 __all__ = ["main"]
 
@@ -88,10 +88,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_localnet(args: argparse.Namespace) -> None:
+    args.plan = None
     if args.faults is not None:
-        raise _UsageError(
-            f"--faults {args.faults}: fault plans are not available yet in this version"
-        )
+        try:
+            args.plan = load_plan(args.faults)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise _UsageError(f"--faults {args.faults}: {exc}") from None
     if not _is_loopback(args.host):
         raise _UsageError(
             f"--host {args.host}: LocalNet only listens on loopback (127.0.0.1, ::1, localhost)"
@@ -135,6 +137,7 @@ async def _serve(args: argparse.Namespace) -> int:
             async with open_localnet(
                 ProviderPopulation(count=args.providers, seed=args.seed),
                 seed=args.seed,
+                faults=args.plan,
                 serve=True,
                 host=args.host.removeprefix("[").removesuffix("]"),
                 port=args.port,

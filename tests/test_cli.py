@@ -138,11 +138,38 @@ def test_a_host_off_loopback_is_refused(host: str, capsys: pytest.CaptureFixture
     assert "only listens on loopback" in err
 
 
-def test_fault_plans_are_refused_until_they_exist(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_fault_plan_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["localnet", "--faults", "x", "--port", "0"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert "--faults x: fault plans are not available yet" in err
+    assert "--faults x: no fault plan named 'x'" in err
+
+
+def test_a_malformed_fault_plan_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text("[1, 2")
+    assert main(["localnet", "--faults", str(plan), "--port", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"--faults {plan}" in err
+
+
+async def test_a_named_fault_plan_is_served(tmp_path: Path) -> None:
+    async with localnet_process(
+        tmp_path / "stderr.txt", "--port", "0", "--providers", "1", "--faults", "flaky-daemon"
+    ) as process:
+        assert process.stdout is not None
+        variables = parse_assignments(await read_lines(process.stdout, 2))
+        with trio.fail_after(STOP_TIMEOUT):
+            async with httpx2.AsyncClient(base_url=variables["YAGNA_API_URL"]) as client:
+                reply = await client.get("/localnet/faults")
+                assert reply.status_code == 200
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(STOP_TIMEOUT):
+            await process.wait()
+        assert process.returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -175,11 +202,11 @@ def test_a_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_python_m_runs_the_command() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "golem_trio.cli", "localnet", "--faults", "plan.json"],
+        [sys.executable, "-m", "golem_trio.cli", "localnet", "--faults", "no-such-plan.json"],
         capture_output=True,
         text=True,
         timeout=STARTUP_TIMEOUT,
         check=False,
     )
     assert (done.returncode, done.stdout) == (2, "")
-    assert "fault plans are not available yet" in done.stderr
+    assert "no fault plan named 'no-such-plan.json'" in done.stderr
