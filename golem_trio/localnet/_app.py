@@ -37,8 +37,6 @@ def build_app(
                     "name": f"v{EMULATED_VERSION} (golem-trio LocalNet)",
                     "seen": True,
                     "releaseTs": "2026-03-13T00:00:00",
-                    "insertionTs": None,
-                    "updateTs": None,
                 },
                 "pending": None,
             }

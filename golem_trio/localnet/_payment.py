@@ -990,6 +990,24 @@ class PaymentState:
             if alloc_id == allocation_id and agr_id == agreement_id and same_activity:
                 row.scheduled = row.accepted
 
+    def payments_for_debit_note(self, node_id: str, debit_note_id: str) -> list[Json]:
+        """``GET /debitNotes/{id}/payments``: the payments that covered the note's activity."""
+        note = self.debit_note(node_id, debit_note_id)
+        return [
+            p.json()
+            for p in self.payments.values()
+            if any(a.get("activityId") == note.activity_id for a in p.activity_payments)
+        ]
+
+    def payments_for_invoice(self, node_id: str, invoice_id: str) -> list[Json]:
+        """``GET /invoices/{id}/payments``: the payments that covered the invoice's agreement."""
+        invoice = self.invoice(node_id, invoice_id)
+        return [
+            p.json()
+            for p in self.payments.values()
+            if any(a.get("agreementId") == invoice.agreement_id for a in p.agreement_payments)
+        ]
+
     def payment(self, node_id: str, payment_id: str) -> Json:
         payment = self.payments.get(payment_id)
         if payment is None or node_id not in (payment.payer_id, payment.payee_id):

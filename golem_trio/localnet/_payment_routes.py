@@ -200,6 +200,14 @@ def payment_routes(daemon: Daemon, payment: PaymentState) -> list[Route]:
         )
         return json_response(events)
 
+    async def debit_note_payments(request: Request) -> Response:
+        me = authenticate(daemon, request)
+        return json_response(payment.payments_for_debit_note(me.node_id, request.path_params["id"]))
+
+    async def invoice_payments(request: Request) -> Response:
+        me = authenticate(daemon, request)
+        return json_response(payment.payments_for_invoice(me.node_id, request.path_params["id"]))
+
     # --- payments ---
 
     async def get_payments(request: Request) -> Response:
@@ -223,11 +231,6 @@ def payment_routes(daemon: Daemon, payment: PaymentState) -> list[Route]:
         # No chain, so no driver problems to report.
         return json_response([])
 
-    async def not_implemented(request: Request) -> Response:
-        # getPaymentsForDebitNote / getPaymentsForInvoice: 501 on the daemon.
-        authenticate(daemon, request)
-        raise DaemonError(501, None)
-
     p = PREFIX
     table: list[tuple[str, str, Handler, str]] = [
         ("/allocations", "POST", create_allocation, "createAllocation"),
@@ -247,7 +250,7 @@ def payment_routes(daemon: Daemon, payment: PaymentState) -> list[Route]:
         ("/debitNotes", "POST", issue_debit_note, "issueDebitNote"),
         ("/debitNotes", "GET", get_debit_notes, "getDebitNotes"),
         ("/debitNotes/{id}", "GET", get_debit_note, "getDebitNote"),
-        ("/debitNotes/{id}/payments", "GET", not_implemented, "getPaymentsForDebitNote"),
+        ("/debitNotes/{id}/payments", "GET", debit_note_payments, "getPaymentsForDebitNote"),
         ("/debitNotes/{id}/send", "POST", send_debit_note, "sendDebitNote"),
         ("/debitNotes/{id}/cancel", "POST", cancel_debit_note, "cancelDebitNote"),
         ("/debitNotes/{id}/accept", "POST", accept_debit_note, "acceptDebitNote"),
@@ -256,7 +259,7 @@ def payment_routes(daemon: Daemon, payment: PaymentState) -> list[Route]:
         ("/invoices", "POST", issue_invoice, "issueInvoice"),
         ("/invoices", "GET", get_invoices, "getInvoices"),
         ("/invoices/{id}", "GET", get_invoice, "getInvoice"),
-        ("/invoices/{id}/payments", "GET", not_implemented, "getPaymentsForInvoice"),
+        ("/invoices/{id}/payments", "GET", invoice_payments, "getPaymentsForInvoice"),
         ("/invoices/{id}/send", "POST", send_invoice, "sendInvoice"),
         ("/invoices/{id}/cancel", "POST", cancel_invoice, "cancelInvoice"),
         ("/invoices/{id}/accept", "POST", accept_invoice, "acceptInvoice"),

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import pytest
 import trio
 import trio.testing
 
@@ -66,18 +65,7 @@ KNOWN_DEVIATION = {"contract": "known-deviation"}
 
 #: Emulator replies that do not match the specs and are not daemon deviations either; each has
 #: a strict xfail test below, so fixing the emulator makes that test (and this entry) go.
-DEVIATIONS: dict[str, str] = {
-    "version": (
-        "GET /version/get answers current.insertionTs and current.updateTs as null; "
-        "YagnaVersionInfo declares them non-nullable strings (DAEMON-NOTES §10.1 documents only "
-        "`pending: null`)"
-    ),
-    "document-payments": (
-        "GET /debitNotes/{id}/payments and GET /invoices/{id}/payments answer 501 with "
-        '{"message":null}; the spec declares 200 [Payment] (and 401, 500), and DAEMON-NOTES '
-        "does not list the 501 among the daemon's deviations"
-    ),
-}
+DEVIATIONS: dict[str, str] = {}
 
 #: A JSON ``null`` body: "no reason" for reject, cancel and terminate (DAEMON-NOTES §2.3).
 NULL_REASON: dict[str, Any] = {
@@ -190,13 +178,13 @@ EXPECTED: frozenset[tuple[str, int]] = frozenset(
         ("GET /payment-api/v1/debitNotes", 200),
         ("GET /payment-api/v1/debitNotes/{debitNoteId}", 200),
         ("GET /payment-api/v1/debitNotes/{debitNoteId}", 404),
-        ("GET /payment-api/v1/debitNotes/{debitNoteId}/payments", 501),
+        ("GET /payment-api/v1/debitNotes/{debitNoteId}/payments", 200),
         ("GET /payment-api/v1/debitNoteEvents", 200),
         ("GET /payment-api/v1/invoices", 200),
         ("POST /payment-api/v1/invoices", 400),
         ("GET /payment-api/v1/invoices/{invoiceId}", 200),
         ("GET /payment-api/v1/invoices/{invoiceId}", 404),
-        ("GET /payment-api/v1/invoices/{invoiceId}/payments", 501),
+        ("GET /payment-api/v1/invoices/{invoiceId}/payments", 200),
         ("GET /payment-api/v1/invoiceEvents", 200),
         ("POST /payment-api/v1/debitNotes/{debitNoteId}/accept", 200),
         ("POST /payment-api/v1/debitNotes/{debitNoteId}/accept", 400),
@@ -554,7 +542,7 @@ async def _debit_note(client: httpx2.AsyncClient, allocation_id: str) -> None:
     await call(client, "POST", f"{path}/accept", 200, json=right)
     rejection = {"rejectionReason": "BAD_SERVICE", "totalAmountAccepted": "0"}
     await call(client, "POST", f"{path}/reject", 501, json=rejection)  # §9.7
-    await call(client, "GET", f"{path}/payments", 501, deviation=True)  # document-payments
+    await call(client, "GET", f"{path}/payments", 200)
 
 
 async def _invoice(
@@ -576,7 +564,7 @@ async def _invoice(
         await call(client, "POST", f"{path}/accept", 200, json=right)
         late = {"rejectionReason": "BAD_SERVICE", "totalAmountAccepted": "0"}
         await call(client, "POST", f"{path}/reject", 400, json=late)  # already accepted
-        await call(client, "GET", f"{path}/payments", 501, deviation=True)  # document-payments
+        await call(client, "GET", f"{path}/payments", 200)
         # the requestor cannot issue invoices for an agreement it does not provide (the body is
         # the daemon's NewInvoice: the spec's Invoice as a request body needs read-only fields)
         issue = {
@@ -652,23 +640,11 @@ async def test_not_emulated_operations_are_not_served() -> None:
                 assert reply.status_code in (404, 405), (method, template, reply.status_code)
 
 
-@pytest.mark.xfail(strict=True, reason=DEVIATIONS["version"])
 async def test_version_reply_matches_the_spec() -> None:
     async with open_localnet([], epoch=EPOCH) as net:
         transport = ValidatingTransport(net.transport())
         async with httpx2.AsyncClient(transport=transport, base_url=BASE) as client:
             await call(client, "GET", "/version/get", 200)
-
-
-@pytest.mark.xfail(strict=True, reason=DEVIATIONS["document-payments"])
-@pytest.mark.parametrize("kind", ["debitNotes", "invoices"])
-async def test_document_payments_reply_matches_the_spec(kind: str) -> None:
-    async with open_localnet([], epoch=EPOCH) as net:
-        transport = ValidatingTransport(net.transport())
-        auth = {"Authorization": f"Bearer {net.app_key}"}
-        async with httpx2.AsyncClient(transport=transport, base_url=BASE, headers=auth) as client:
-            reply = await client.get(f"{P}/{kind}/{UNKNOWN_UUID}/payments")
-            assert reply.status_code == 200
 
 
 async def test_exec_event_stream_matches_the_specs() -> None:
