@@ -21,6 +21,7 @@ from ._core import Daemon
 from ._http import json_response
 from ._market import Agreement, MarketState, format_time
 from ._payment import PaymentState
+from ._vpn import VpnState
 
 __all__ = ["LEDGER_PATH", "LedgerSource", "ledger", "ledger_routes"]
 
@@ -48,6 +49,9 @@ class LedgerSource(Protocol):
     @property
     def payment(self) -> PaymentState: ...
 
+    @property
+    def vpn(self) -> VpnState: ...
+
 
 def ledger(net: LedgerSource) -> Json:
     """Everything that happened on ``net``, as plain JSON-able data.
@@ -66,6 +70,7 @@ def ledger(net: LedgerSource) -> Json:
     * ``invoices``: ``id``, ``agreementId``, ``amount``, ``status``, ``honest``.
     * ``allocations``: ``id``, ``totalAmount``, ``spentAmount``, ``released``.
     * ``payments``: ``id``, ``payerId``, ``payeeId``, ``amount``.
+    * ``networks``: ``id``, ``ip``, ``mask``, ``gateway``, ``ownerId``, ``removed``, ``nodes``.
 
     ``honest`` is ``false`` for a document the provider falsified on purpose (a fault), so a
     test can tell whether the requestor accepted what it should have refused.
@@ -87,6 +92,7 @@ def ledger(net: LedgerSource) -> Json:
         ],
         "allocations": [_with_id(entry, "allocationId") for entry in payment["allocations"]],
         "payments": [_with_id(entry, "paymentId") for entry in payment["payments"]],
+        "networks": net.vpn.ledger(),
     }
 
 

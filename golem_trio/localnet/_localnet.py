@@ -31,6 +31,8 @@ from ._payment import PaymentState
 from ._payment_routes import payment_routes
 from ._provider import OfferGone, ProviderAgent, ProviderSpec
 from ._runtime import RuntimeFactory, scripted_runtime_factory
+from ._vpn import VpnState
+from ._vpn_routes import vpn_routes
 
 __all__ = ["LocalNet", "ProviderPopulation", "open_localnet"]
 
@@ -223,12 +225,14 @@ class LocalNet:
         self.requestor = requestor
         self.providers = providers
         self.faults = faults if faults is not None else Faults(FaultPlan())
+        self.vpn = VpnState(daemon, activity)
         self.app: Starlette = build_app(
             daemon,
             [
                 *market_routes(daemon, market),
                 *activity_routes(daemon, activity),
                 *payment_routes(daemon, payment),
+                *vpn_routes(daemon, self.vpn),
                 *fault_routes(self.faults),
                 *ledger_routes(self),
             ],

@@ -7,6 +7,7 @@ reached the daemon.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
@@ -149,12 +150,19 @@ class NetApi:
         except WebSocketUpgradeError as exc:
             # The daemon refused the upgrade with an ordinary HTTP answer (401, 404...).
             response = exc.response
-            with trio.move_on_after(READ_BOUND, shield=True):
+            message = None
+            # Over a real socket the websocket client has closed the body already: then the
+            # status alone says what happened.
+            with (
+                trio.move_on_after(READ_BOUND, shield=True),
+                contextlib.suppress(httpx2.StreamError),
+            ):
                 await response.aread()
+                message = self._http.redact(_error_message(response))
             raise error_for_status(response.status_code)(
                 "connect_tcp",
                 status=response.status_code,
-                message=self._http.redact(_error_message(response)),
+                message=message,
                 method="GET",
                 path=response.request.url.path,
             ) from exc

@@ -73,7 +73,19 @@ NULL_REASON: dict[str, Any] = {
     "headers": {"Content-Type": "application/json"},
 }
 
-_NET_REASON = "the net/VPN API is not emulated yet (DAEMON-NOTES §6)"
+_NO_TCP_LISTING = (
+    "yagna 0.17.6 does not serve the connection listing (it answers 404 with an empty body), "
+    "and neither does LocalNet"
+)
+
+#: Requestor-side operations checked by other tests, keyed by (method, path template): a
+#: websocket cannot go through the in-process transport.
+ELSEWHERE: dict[tuple[str, str], str] = {
+    ("GET", "/net-api/v1/net/{networkId}/tcp/{ip}/{port}"): "websocket: tests/localnet/test_vpn.py",
+    ("GET", "/net-api/v2/vpn/net/{networkId}/tcp/{ip}/{port}"): (
+        "websocket: tests/localnet/test_vpn.py"
+    ),
+}
 
 #: Requestor-side operations the emulator does not serve yet, keyed by (method, path template).
 NOT_EMULATED: dict[tuple[str, str], str] = {
@@ -85,39 +97,8 @@ NOT_EMULATED: dict[tuple[str, str], str] = {
         f"{M}/demands/{{subscriptionId}}/propertyQuery/{{queryId}}",
     ): "property queries are never produced by the daemon (§2.2), so there is none to answer",
     ("POST", f"{A}/activity/{{activityId}}/encrypted"): "SGX only; ignored (§4.1)",
-    **{
-        (method, f"/net-api/v1{path}"): _NET_REASON
-        for method, path in [
-            ("GET", "/net"),
-            ("POST", "/net"),
-            ("GET", "/net/{networkId}"),
-            ("DELETE", "/net/{networkId}"),
-            ("GET", "/net/{networkId}/addresses"),
-            ("POST", "/net/{networkId}/addresses"),
-            ("GET", "/net/{networkId}/nodes"),
-            ("POST", "/net/{networkId}/nodes"),
-            ("DELETE", "/net/{networkId}/nodes/{nodeId}"),
-            ("GET", "/net/{networkId}/tcp"),
-            ("GET", "/net/{networkId}/tcp/{ip}/{port}"),
-        ]
-    },
-    **{
-        (method, f"/net-api/v2{path}"): _NET_REASON
-        for method, path in [
-            ("GET", "/net/status"),
-            ("GET", "/vpn/net"),
-            ("POST", "/vpn/net"),
-            ("GET", "/vpn/net/{networkId}"),
-            ("DELETE", "/vpn/net/{networkId}"),
-            ("GET", "/vpn/net/{networkId}/addresses"),
-            ("POST", "/vpn/net/{networkId}/addresses"),
-            ("GET", "/vpn/net/{networkId}/nodes"),
-            ("POST", "/vpn/net/{networkId}/nodes"),
-            ("DELETE", "/vpn/net/{networkId}/nodes/{nodeId}"),
-            ("GET", "/vpn/net/{networkId}/tcp"),
-            ("GET", "/vpn/net/{networkId}/tcp/{ip}/{port}"),
-        ]
-    },
+    ("GET", "/net-api/v1/net/{networkId}/tcp"): _NO_TCP_LISTING,
+    ("GET", "/net-api/v2/vpn/net/{networkId}/tcp"): _NO_TCP_LISTING,
 }
 
 #: (operation, status) pairs the in-process flow must reach: the daemon's documented answers.
@@ -345,6 +326,9 @@ async def test_every_reply_matches_the_specs(autojump_clock: trio.testing.MockCl
             allocation_id, decoration = await _allocation(client)
             await _life(net, client, allocation_id, decoration)
             await _release(client, allocation_id)
+            for layout in ("/net-api/v1/net", "/net-api/v2/vpn/net"):
+                await _net(client, layout, net.providers[0][0].node_id)
+            await call(client, "GET", "/net-api/v2/net/status", 200)
         _check_coverage(transport.seen)
 
 
@@ -589,6 +573,23 @@ async def _invoice(
     return event
 
 
+async def _net(client: httpx2.AsyncClient, layout: str, provider_id: str) -> None:
+    """The VPN calls of a service with a network (DAEMON-NOTES §6), in one layout."""
+    body = {"ip": "192.168.8.0", "mask": "255.255.255.0", "gateway": "192.168.8.1"}
+    network = (await call(client, "POST", layout, 200, json=body)).json()
+    path = f"{layout}/{network['id']}"
+    await call(client, "GET", layout, 200)
+    await call(client, "GET", path, 200)
+    await call(client, "GET", f"{layout}/{UNKNOWN_HEX_ID}", 404)
+    await call(client, "POST", f"{path}/addresses", 200, json={"ip": "192.168.8.7"})
+    await call(client, "GET", f"{path}/addresses", 200)
+    node = {"id": provider_id, "ip": "192.168.8.2"}
+    await call(client, "POST", f"{path}/nodes", 200, json=node)
+    await call(client, "GET", f"{path}/nodes", 200)
+    await call(client, "DELETE", f"{path}/nodes/{provider_id}", 200)
+    await call(client, "DELETE", path, 200)
+
+
 async def _release(client: httpx2.AsyncClient, allocation_id: str) -> None:
     await call(client, "DELETE", f"{P}/allocations/{allocation_id}", 200)
     await call(client, "DELETE", f"{P}/allocations/{allocation_id}", 410)
@@ -600,7 +601,9 @@ def _check_coverage(seen: set[tuple[str, int]]) -> None:
     missing = [
         str(op)
         for op in requestor_operations()
-        if _key(op) not in reached and (op.method, op.path) not in NOT_EMULATED
+        if _key(op) not in reached
+        and (op.method, op.path) not in NOT_EMULATED
+        and (op.method, op.path) not in ELSEWHERE
     ]
     assert not missing, "requestor operations neither reached nor listed in NOT_EMULATED:\n" + (
         "\n".join(missing)

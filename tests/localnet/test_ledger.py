@@ -97,6 +97,7 @@ async def test_the_ledger_records_agreements_activities_documents_and_money(
         "invoices": [],
         "allocations": [],
         "payments": [],
+        "networks": [],
     }
 
     # One agreement is approved, worked on, billed, paid and terminated by the requestor.
