@@ -250,10 +250,18 @@ def _render(output: bytes, fmt: str) -> str | list[int]:
 
 
 def _at_end(output: bytes, mode: Json | None) -> str | list[int] | None:
-    """The output a result carries: only for ``atEnd`` captures, ``null`` when empty."""
-    if mode is None or mode["kind"] != "atEnd":
+    """The output a result carries, ``null`` when empty or not captured.
+
+    ``atEnd`` captures keep their head/tail part; ``stream`` captures are also buffered for
+    the result, up to their ``limit`` (the exe-unit's ``output.rs`` does both), so a client
+    that polls instead of streaming still gets the output."""
+    if mode is None:
         return None
-    clipped = _clip(output, mode["part"])
+    if mode["kind"] == "atEnd":
+        clipped = _clip(output, mode["part"])
+    else:
+        limit = mode["limit"]
+        clipped = output if limit is None else output[:limit]
     return _render(clipped, mode["format"]) if clipped else None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -15,7 +16,7 @@ from ._activity import ActivityState
 from ._core import Daemon
 from ._http import authenticate, json_body, json_response, query_float, query_int
 
-__all__ = ["PING_INTERVAL", "activity_routes"]
+__all__ = ["PING_INTERVAL", "StreamAborted", "activity_routes"]
 
 PREFIX = "/activity-api/v1"
 
@@ -31,12 +32,22 @@ def _frame(event: dict[str, Any], frame_id: int) -> bytes:
     return f"event: runtime\ndata: {data}\nid: {frame_id}\n\n".encode()
 
 
+class StreamAborted(Exception):
+    """Raised inside an event stream whose activity is gone, so that the server aborts the
+    body: the real daemon forwards the stream to the exe-unit, and once that has gone the call
+    fails and the chunked body is cut off (clients see a payload error, not a clean end, which
+    an SSE client would answer by reconnecting)."""
+
+
 class _Frames:
     """The SSE body: the batch's events as frames, then a ``:ping`` comment at once and every
-    :data:`PING_INTERVAL` seconds, forever."""
+    :data:`PING_INTERVAL` seconds, for as long as the activity lives."""
 
-    def __init__(self, events: trio.MemoryReceiveChannel[dict[str, Any]]) -> None:
+    def __init__(
+        self, events: trio.MemoryReceiveChannel[dict[str, Any]], alive: Callable[[], bool]
+    ) -> None:
         self._events = events
+        self._alive = alive
         self._ended = False
         self._pinged = False
         self._next_id = 0
@@ -58,6 +69,8 @@ class _Frames:
             await trio.sleep(PING_INTERVAL)
         else:
             await trio.lowlevel.checkpoint()
+        if not self._alive():
+            raise StreamAborted
         self._pinged = True
         return b":ping\n\n"
 
@@ -66,8 +79,10 @@ class _EventStream(StreamingResponse):
     """A never-ending event stream; however it ends (the client went away, the server stops),
     its channel is closed, so the batch stops feeding it."""
 
-    def __init__(self, events: trio.MemoryReceiveChannel[dict[str, Any]]) -> None:
-        super().__init__(_Frames(events), media_type=SSE)
+    def __init__(
+        self, events: trio.MemoryReceiveChannel[dict[str, Any]], alive: Callable[[], bool]
+    ) -> None:
+        super().__init__(_Frames(events, alive), media_type=SSE)
         self._events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,7 +122,12 @@ def activity_routes(daemon: Daemon, activity: ActivityState) -> list[Route]:
         act, batch = request.path_params["act"], request.path_params["batch"]
         if request.headers.get("accept") == SSE:
             events = activity.watch(me.node_id, act, batch)
-            return _EventStream(events)
+
+            def alive() -> bool:
+                state = activity.get_state(me.node_id, act)["state"][0]
+                return bool(state != "Terminated")
+
+            return _EventStream(events, alive)
         results = await activity.batch_results(
             me.node_id,
             act,

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from ._activity import ActivityState
-from ._activity_routes import activity_routes
+from ._activity_routes import StreamAborted, activity_routes
 from ._app import build_app
 from ._clock import NetClock
 from ._core import Daemon, DaemonError, NodeIdentity
@@ -74,6 +74,26 @@ class ProviderPopulation:
             )
             for i in range(self.count)
         ]
+
+
+def _is_stream_abort(exc: BaseException | None) -> bool:
+    if isinstance(exc, StreamAborted):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_stream_abort(inner) for inner in exc.exceptions)
+    return False
+
+
+class _QuietStreamAborts(logging.Filter):
+    """Drop the server's report of an event stream aborted on purpose (see
+    :class:`StreamAborted`): cutting the body off is the behaviour, not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _is_stream_abort(record.exc_info[1]))
+
+
+_http_log = logging.getLogger("golem_trio.localnet.http")
+_http_log.addFilter(_QuietStreamAborts())
 
 
 class _InProcessPort:
@@ -313,7 +333,7 @@ async def open_localnet(
             config = HypercornConfig()
             config.bind = [f"{host}:{port}"]
             config.accesslog = None
-            config.errorlog = logging.getLogger("golem_trio.localnet.http")
+            config.errorlog = _http_log
             config.graceful_timeout = 0.5
             binds = await nursery.start(hypercorn_serve, net.app, config)
             net.url = binds[0]

@@ -356,7 +356,7 @@ async def test_captures(
     )
     results = await yagna.activity.get_exec_batch_results(activity_id, batch, wait=10)
     assert [r.stdout for r in results[:4]] == ["0123", "789\n", "019\n", b"\x07\x08\x09"]
-    assert results[4].stdout is None  # streamed, not kept
+    assert results[4].stdout == "0123456789\n"  # streamed, and kept for the result too
     assert results[5].stdout is None  # not captured
 
 
