@@ -217,11 +217,16 @@ async def test_a_whole_service_life_over_http() -> None:
             reply = await client.delete(f"/payment-api/v1/allocations/{allocation['allocationId']}")
             assert reply.status_code == 200
 
-        # 8. What happened, as the network recorded it.
-        (agreement,) = net.market.agreements.values()
-        assert (agreement.state.value, agreement.terminator) == ("Terminated", "Requestor")
-        assert [a["state"] for a in net.activity.ledger()] == ["Terminated"]
-        ledger = net.payment.ledger()
-        assert [i["status"] for i in ledger["invoices"]] in (["ACCEPTED"], ["SETTLED"])
+            # 8. What happened, as the network recorded it (LocalNet's own endpoint).
+            ledger = (await client.get("/localnet/ledger")).json()
+        (agreement,) = ledger["agreements"]
+        assert agreement["id"] == agreement_id
+        assert (agreement["state"], agreement["terminator"]) == ("Terminated", "Requestor")
+        assert agreement["reason"] == reason
+        assert [a["state"] for a in ledger["activities"]] == ["Terminated"]
+        assert all(n["honest"] for n in ledger["debitNotes"])
+        assert note["debitNoteId"] in {n["id"] for n in ledger["debitNotes"]}
+        (paid,) = ledger["invoices"]
+        assert (paid["status"], paid["honest"]) in (("ACCEPTED", True), ("SETTLED", True))
         (released,) = ledger["allocations"]
         assert released["released"] is True
