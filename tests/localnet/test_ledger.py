@@ -16,6 +16,7 @@ import httpx2
 import pytest
 import trio
 import trio.testing
+from _support import negotiate_agreement
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -31,32 +32,14 @@ Json = dict[str, Any]
 
 async def negotiate(market: MarketState, requestor: str, provider: str) -> str:
     """An agreement negotiated through the market's own methods and confirmed (Pending)."""
-    subnet = {"golem.node.debug.subnet": "public"}
-    demand_body = {
-        "properties": {**subnet, "golem.com.payment.chosen-platform": "erc20-holesky-tglm"},
-        "constraints": "(golem.node.debug.subnet=public)",
-    }
-    offer_body = {"properties": subnet, "constraints": "(golem.node.debug.subnet=public)"}
-    demand_id = market.subscribe_demand(requestor, demand_body)
-    offer_id = market.subscribe_offer(provider, offer_body)
-    (initial,) = await market.collect_offers(requestor, demand_id, 1, None)
-    market.counter_proposal_demand(
-        requestor, demand_id, initial["proposal"]["proposalId"], demand_body
-    )
-    (ours,) = await market.collect_demands(provider, offer_id, 1, None)
-    market.counter_proposal_offer(provider, offer_id, ours["proposal"]["proposalId"], offer_body)
-    (draft,) = await market.collect_offers(requestor, demand_id, 1, None)
-    agreement_id = market.create_agreement(
+    return await negotiate_agreement(
+        market,
         requestor,
-        {
-            "proposalId": draft["proposal"]["proposalId"],
-            "validTo": (EPOCH + dt.timedelta(hours=1)).isoformat(),
-        },
+        provider,
+        valid_to=EPOCH + dt.timedelta(hours=1),
+        approve=False,
+        unsubscribe=True,
     )
-    market.confirm_agreement(requestor, agreement_id, "app-1")
-    market.unsubscribe_demand(requestor, demand_id)
-    market.unsubscribe_offer(provider, offer_id)
-    return agreement_id
 
 
 def served_app(net: LocalNet) -> Starlette:

@@ -18,6 +18,7 @@ import httpx2
 import pytest
 import trio
 import trio.testing
+from _support import negotiate_agreement
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -133,31 +134,9 @@ class Net:
 
 async def approved_agreement(market: MarketState, requestor: str, provider: str) -> str:
     """Negotiate one agreement through the market's own methods, up to its approval."""
-    subnet = {"golem.node.debug.subnet": "public"}
-    demand_body = {
-        "properties": {**subnet, "golem.com.payment.chosen-platform": "erc20-holesky-tglm"},
-        "constraints": "(golem.node.debug.subnet=public)",
-    }
-    offer_body = {"properties": subnet, "constraints": "(golem.node.debug.subnet=public)"}
-    demand_id = market.subscribe_demand(requestor, demand_body)
-    offer_id = market.subscribe_offer(provider, offer_body)
-    (initial,) = await market.collect_offers(requestor, demand_id, 1, None)
-    market.counter_proposal_demand(
-        requestor, demand_id, initial["proposal"]["proposalId"], demand_body
+    return await negotiate_agreement(
+        market, requestor, provider, valid_to=EPOCH + dt.timedelta(hours=1)
     )
-    (ours,) = await market.collect_demands(provider, offer_id, 1, None)
-    market.counter_proposal_offer(provider, offer_id, ours["proposal"]["proposalId"], offer_body)
-    (draft,) = await market.collect_offers(requestor, demand_id, 1, None)
-    agreement_id = market.create_agreement(
-        requestor,
-        {
-            "proposalId": draft["proposal"]["proposalId"],
-            "validTo": (EPOCH + dt.timedelta(hours=1)).isoformat(),
-        },
-    )
-    market.confirm_agreement(requestor, agreement_id, "app-1")
-    market.approve_agreement(provider, agreement_id, "prov-1")
-    return agreement_id
 
 
 @pytest.fixture
