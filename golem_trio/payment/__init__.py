@@ -1,0 +1,26 @@
+"""``golem_trio.payment``: deciding whether debit notes and invoices may be paid.
+
+The rules are pure and synchronous; see :mod:`golem_trio.payment._billing` for each rule, its
+tolerance and the reason it reports.
+"""
+
+from ._billing import CPU_SEC as CPU_SEC
+from ._billing import DURATION_SEC as DURATION_SEC
+from ._billing import INVALID_DEBIT_NOTE as INVALID_DEBIT_NOTE
+from ._billing import TOO_MANY_DEBIT_NOTES as TOO_MANY_DEBIT_NOTES
+from ._billing import TOO_MANY_PAYABLE_DEBIT_NOTES as TOO_MANY_PAYABLE_DEBIT_NOTES
+from ._billing import Accept as Accept
+from ._billing import AgreementBilling as AgreementBilling
+from ._billing import AgreementTerms as AgreementTerms
+from ._billing import BillingLedger as BillingLedger
+from ._billing import BillingRecord as BillingRecord
+from ._billing import BillingTermsError as BillingTermsError
+from ._billing import Decision as Decision
+from ._billing import Reject as Reject
+from ._billing import Terminate as Terminate
+from ._billing import Tolerance as Tolerance
+
+# Show public paths in tracebacks and docs, as trio does.
+for _obj in list(globals().values()):
+    if getattr(_obj, "__module__", "").startswith("golem_trio.payment._"):
+        _obj.__module__ = __name__

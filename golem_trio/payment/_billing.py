@@ -1,0 +1,703 @@
+"""Billing rules: whether a debit note or an invoice may be paid.
+
+This module is the single place where the SDK decides to pay. It is pure, synchronous and
+deterministic: no I/O and no clock (the caller passes ``now``). The services layer feeds it the
+documents it receives and acts on the :data:`Decision`:
+
+- :class:`Accept` - accept the document for exactly ``amount`` (the daemon compares exactly);
+- :class:`Reject` - do not pay; for an invoice, reject it with ``reason``; for a debit note that
+  is not ours (or arrives after the invoice) there is nothing to terminate, only report it;
+- :class:`Terminate` - a debit note of a live agreement is wrong. The daemon cannot reject debit
+  notes (``501``), so the agreement is terminated with ``{"golem.requestor.code": code}``.
+
+Requestor codes used with :class:`Terminate` (``golem.requestor.code``, GAP-3 where it has one):
+
+- ``TooManyDebitNotes`` (GAP-3): notes arrive faster than the negotiated interval;
+- ``TooManyPayableDebitNotes`` (GAP-3): a payable note when no mid-agreement payments were
+  agreed, payable notes faster than the payment timeout, or a due date earlier than agreed;
+- ``InvalidDebitNote``: the amount decreased, the usage is out of its time bounds or does not
+  match the amount, or the amount exceeds the most an honest provider could charge.
+
+Every decision is kept as a :class:`BillingRecord` with the figures behind it. A document seen
+again (same id, issuer and agreement) gets the same decision. Time bounds run from the
+agreement's approval, or from :meth:`AgreementBilling.activity_started`, up to the earliest of
+now, the activity's or agreement's end and the agreement's ``validTo``.
+
+Tolerances (see :class:`Tolerance`): costs and usage bounds get 1 % relative slack, elapsed time
+gets 5 s of grace for clock skew between us and the provider, amounts get 1e-9 GLM of absolute
+slack for rounding, and notes may come at 80 % of the negotiated interval (timers jitter).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, TypeAlias
+
+import attrs
+
+from golem_trio.yagna import Agreement, DebitNote, Invoice, RejectionReason
+
+__all__ = [
+    "CPU_SEC",
+    "DURATION_SEC",
+    "INVALID_DEBIT_NOTE",
+    "TOO_MANY_DEBIT_NOTES",
+    "TOO_MANY_PAYABLE_DEBIT_NOTES",
+    "Accept",
+    "AgreementBilling",
+    "AgreementTerms",
+    "BillingLedger",
+    "BillingRecord",
+    "BillingTermsError",
+    "Decision",
+    "Reject",
+    "Terminate",
+    "Tolerance",
+]
+
+CPU_SEC = "golem.usage.cpu_sec"
+DURATION_SEC = "golem.usage.duration_sec"
+
+TOO_MANY_DEBIT_NOTES = "TooManyDebitNotes"
+TOO_MANY_PAYABLE_DEBIT_NOTES = "TooManyPayableDebitNotes"
+INVALID_DEBIT_NOTE = "InvalidDebitNote"
+
+_COEFFS = "golem.com.pricing.model.linear.coeffs"
+_USAGE_VECTOR = "golem.com.usage.vector"
+_PRICING_MODEL = "golem.com.pricing.model"
+_THREADS = "golem.inf.cpu.threads"
+_INTERVAL = "golem.com.scheme.payu.debit-note.interval-sec?"
+_ACCEPT_TIMEOUT = "golem.com.payment.debit-notes.accept-timeout?"
+_PAYMENT_TIMEOUT = "golem.com.scheme.payu.payment-timeout-sec?"
+
+
+class BillingTermsError(ValueError):
+    """The agreement's pricing or payment properties are missing or unusable."""
+
+    def __init__(self, prop: str, problem: str) -> None:
+        super().__init__(f"{prop}: {problem}")
+        self.property = prop
+        self.problem = problem
+
+
+@attrs.frozen
+class Tolerance:
+    """Slack granted to honest providers.
+
+    ``relative`` multiplies usage bounds and usage-based costs (float rounding, timers);
+    ``absolute`` is added to every amount comparison, in GLM; ``grace`` is added to elapsed time
+    (clock skew, the time a document takes to reach us); ``interval_ratio`` is the fraction of the
+    negotiated interval that two notes of one activity must be apart at least.
+    """
+
+    relative: Decimal = Decimal("0.01")
+    absolute: Decimal = Decimal("0.000000001")
+    grace: dt.timedelta = dt.timedelta(seconds=5)
+    interval_ratio: Decimal = Decimal("0.8")
+
+
+# --- terms -------------------------------------------------------------------------------------
+
+
+def _lookup(props: Mapping[str, Any], key: str) -> Any:
+    """A flat dotted key, or the same path through nested objects."""
+    if key in props:
+        return props[key]
+    node: Any = props
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _number(prop: str, value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BillingTermsError(prop, f"expected a number, got {type(value).__name__}")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise BillingTermsError(prop, f"not a number: {value!r}") from None
+    if not number.is_finite():
+        raise BillingTermsError(prop, f"not a finite number: {value!r}")
+    return number
+
+
+def _seconds(
+    props: tuple[Mapping[str, Any], ...], prop: str, pick: Literal["min", "max"]
+) -> Decimal | None:
+    """A negotiated duration in seconds: ``pick`` the larger or smaller of both sides' values."""
+    values = [_number(prop, v) for p in props if (v := _lookup(p, prop)) is not None]
+    if not values:
+        return None
+    if any(v <= 0 for v in values):
+        raise BillingTermsError(prop, "must be positive")
+    return max(values) if pick == "max" else min(values)
+
+
+@attrs.frozen
+class AgreementTerms:
+    """What an approved agreement says about money.
+
+    ``coefficients`` maps each usage counter (in the order of ``golem.com.usage.vector``) to its
+    price per unit; ``fixed_price`` is charged once per activity. Durations are in seconds.
+    ``payment_timeout`` set means mid-agreement payments (payable debit notes) were agreed.
+    """
+
+    agreement_id: str
+    provider_id: str
+    requestor_id: str
+    usage_vector: tuple[str, ...]
+    coefficients: tuple[Decimal, ...]
+    fixed_price: Decimal
+    threads: int
+    approved_at: dt.datetime
+    valid_to: dt.datetime | None = None
+    debit_note_interval: Decimal | None = None
+    accept_timeout: Decimal | None = None
+    payment_timeout: Decimal | None = None
+
+    @property
+    def mid_agreement_payments(self) -> bool:
+        return self.payment_timeout is not None
+
+    @classmethod
+    def from_agreement(cls, agreement: Agreement, requestor_id: str) -> AgreementTerms:
+        """Parse the terms; raise :class:`BillingTermsError` naming a bad or missing property.
+
+        Negotiated durations are read from both sides; where they differ the safer value for
+        us is kept: the longest debit-note interval, the shortest accept timeout, and the
+        longest payment timeout (mid-agreement payments count as agreed only if both sides
+        name a payment timeout).
+        """
+        offer = agreement.offer.properties
+        demand = agreement.demand.properties
+        if agreement.approved_date is None:
+            raise BillingTermsError("approvedDate", "the agreement is not approved")
+        usage_vector, coefficients, fixed = _pricing(offer)
+        raw_threads = _lookup(offer, _THREADS)
+        if raw_threads is None:
+            raise BillingTermsError(_THREADS, "missing")
+        threads = _number(_THREADS, raw_threads)
+        if threads != threads.to_integral_value() or threads < 1:
+            raise BillingTermsError(_THREADS, f"expected a positive integer, got {raw_threads!r}")
+        sides = (offer, demand)
+        payment_timeout = _seconds(sides, _PAYMENT_TIMEOUT, "max")
+        if payment_timeout is not None and any(_lookup(p, _PAYMENT_TIMEOUT) is None for p in sides):
+            payment_timeout = None
+        return cls(
+            agreement_id=agreement.agreement_id,
+            provider_id=agreement.offer.provider_id,
+            requestor_id=requestor_id,
+            usage_vector=usage_vector,
+            coefficients=coefficients,
+            fixed_price=fixed,
+            threads=int(threads),
+            approved_at=agreement.approved_date,
+            valid_to=agreement.valid_to,
+            debit_note_interval=_seconds(sides, _INTERVAL, "max"),
+            accept_timeout=_seconds(sides, _ACCEPT_TIMEOUT, "min"),
+            payment_timeout=payment_timeout,
+        )
+
+    def max_usage(self, counter: str, elapsed: Decimal) -> Decimal | None:
+        """The most of ``counter`` an honest provider can report after ``elapsed`` seconds, or
+        ``None`` for a counter without a time bound (only allowed when it is free)."""
+        if counter == DURATION_SEC:
+            return elapsed
+        if counter == CPU_SEC:
+            return elapsed * self.threads
+        return None
+
+    def price(self, usage: tuple[Decimal, ...]) -> Decimal:
+        """The linear price of one activity's ``usage`` (in ``usage_vector`` order)."""
+        total = self.fixed_price
+        for coeff, amount in zip(self.coefficients, usage, strict=True):
+            total += coeff * amount
+        return total
+
+    def max_cost(self, elapsed: Decimal, tolerance: Tolerance) -> Decimal:
+        """The most one activity can honestly cost after ``elapsed`` seconds (grace excluded),
+        tolerance included: ``fixed + Σ coeff * max_usage * (1 + relative) + absolute``."""
+        variable = Decimal(0)
+        for counter, coeff in zip(self.usage_vector, self.coefficients, strict=True):
+            bound = self.max_usage(counter, elapsed)
+            if bound is not None:
+                variable += coeff * bound
+        return self.fixed_price + variable * (1 + tolerance.relative) + tolerance.absolute
+
+
+def _pricing(offer: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[Decimal, ...], Decimal]:
+    model = _lookup(offer, _PRICING_MODEL)
+    if isinstance(model, Mapping):  # nested form: {"@tag": "linear", "linear": {...}}
+        model = model.get("@tag", "linear" if "linear" in model else None)
+    if model is not None and model != "linear":
+        raise BillingTermsError(_PRICING_MODEL, f"unsupported pricing model {model!r}")
+    raw_coeffs = _lookup(offer, _COEFFS)
+    raw_vector = _lookup(offer, _USAGE_VECTOR)
+    if not isinstance(raw_coeffs, list) or not raw_coeffs:
+        raise BillingTermsError(_COEFFS, "missing or not a non-empty list")
+    if not isinstance(raw_vector, list) or not all(isinstance(c, str) for c in raw_vector):
+        raise BillingTermsError(_USAGE_VECTOR, "missing or not a list of counter names")
+    if len(set(raw_vector)) != len(raw_vector):
+        raise BillingTermsError(_USAGE_VECTOR, "a counter is named twice")
+    if len(raw_coeffs) != len(raw_vector) + 1:
+        raise BillingTermsError(
+            _COEFFS,
+            f"expected {len(raw_vector) + 1} numbers (one per usage counter plus the fixed "
+            f"price), got {len(raw_coeffs)}",
+        )
+    numbers = tuple(_number(_COEFFS, c) for c in raw_coeffs)
+    if any(n < 0 for n in numbers):
+        raise BillingTermsError(_COEFFS, "a coefficient is negative")
+    for counter, coeff in zip(raw_vector, numbers, strict=False):
+        if counter not in (CPU_SEC, DURATION_SEC) and coeff != 0:
+            # Nothing bounds an unknown counter, so we could not bound what we pay.
+            raise BillingTermsError(
+                _USAGE_VECTOR, f"counter {counter!r} has no known bound and a non-zero price"
+            )
+    return tuple(raw_vector), numbers[:-1], numbers[-1]
+
+
+# --- decisions ---------------------------------------------------------------------------------
+
+
+Figures: TypeAlias = dict[str, Any]
+
+
+@attrs.frozen
+class Accept:
+    """Accept the document for exactly ``amount`` (its own amount)."""
+
+    amount: Decimal
+    figures: Figures = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Reject:
+    """Do not pay. ``amount_accepted`` is what stays accepted (for the ``Rejection`` body)."""
+
+    reason: RejectionReason
+    message: str
+    figures: Figures = attrs.field(factory=dict)
+    amount_accepted: Decimal = Decimal(0)
+
+
+@attrs.frozen
+class Terminate:
+    """Do not pay this debit note and terminate the agreement with
+    ``{"message": message, "golem.requestor.code": code}``."""
+
+    reason: RejectionReason
+    code: str
+    message: str
+    figures: Figures = attrs.field(factory=dict)
+
+
+Decision: TypeAlias = Accept | Reject | Terminate
+
+
+@attrs.frozen
+class BillingRecord:
+    """One decision and what it was about, for events and audits."""
+
+    kind: Literal["debit_note", "invoice"]
+    document_id: str
+    agreement_id: str
+    activity_id: str | None
+    at: dt.datetime
+    amount: Decimal
+    decision: Decision
+
+
+def _seconds_between(later: dt.datetime, earlier: dt.datetime) -> Decimal:
+    return Decimal(str((later - earlier).total_seconds()))
+
+
+@attrs.define
+class _Activity:
+    started_at: dt.datetime
+    ended_at: dt.datetime | None = None
+    accepted: Decimal = Decimal(0)
+    last_note_at: dt.datetime | None = None
+
+
+@attrs.define
+class AgreementBilling:
+    """The billing state of one agreement: accepted documents and the decisions taken."""
+
+    terms: AgreementTerms
+    tolerance: Tolerance = attrs.field(factory=Tolerance)
+    ended_at: dt.datetime | None = None
+    #: Refuse notes for activities not announced with :meth:`activity_started`. Otherwise a
+    #: provider could bill invented activities, each up to one activity's maximum cost.
+    strict_activities: bool = False
+    _activities: dict[str, _Activity] = attrs.field(factory=dict, init=False)
+    _decided: dict[str, Decision] = attrs.field(factory=dict, init=False)
+    _records: list[BillingRecord] = attrs.field(factory=list, init=False)
+    _last_payable_at: dt.datetime | None = attrs.field(default=None, init=False)
+    _invoice_id: str | None = attrs.field(default=None, init=False)
+    _invoice_accepted: Decimal | None = attrs.field(default=None, init=False)
+
+    # --- facts from the caller ---
+
+    def activity_started(self, activity_id: str, at: dt.datetime) -> None:
+        """Time bounds of the activity's usage start at ``at`` (default: the approval)."""
+        self._activities.setdefault(activity_id, _Activity(at)).started_at = at
+
+    def activity_ended(self, activity_id: str, at: dt.datetime) -> None:
+        activity = self._activities.setdefault(activity_id, _Activity(self.terms.approved_at))
+        activity.ended_at = at
+
+    def agreement_ended(self, at: dt.datetime) -> None:
+        self.ended_at = at
+
+    # --- answers ---
+
+    @property
+    def records(self) -> tuple[BillingRecord, ...]:
+        return tuple(self._records)
+
+    @property
+    def accepted_total(self) -> Decimal:
+        """What this agreement is committed to pay: the accepted invoice, else the sum of each
+        activity's last accepted (cumulative) debit note."""
+        if self._invoice_accepted is not None:
+            return self._invoice_accepted
+        return sum((a.accepted for a in self._activities.values()), Decimal(0))
+
+    @property
+    def invoice_received(self) -> bool:
+        return self._invoice_id is not None
+
+    def _elapsed(self, start: dt.datetime, now: dt.datetime, end: dt.datetime | None) -> Decimal:
+        stop = now
+        for limit in (end, self.ended_at, self.terms.valid_to):
+            if limit is not None and limit < stop:
+                stop = limit
+        elapsed = _seconds_between(stop, start) + Decimal(str(self.tolerance.grace.total_seconds()))
+        return max(elapsed, Decimal(0))
+
+    def _identity(
+        self, issuer: str, recipient: str, agreement_id: str
+    ) -> tuple[str, Figures] | None:
+        terms = self.terms
+        figures: Figures = {
+            "issuer_id": issuer,
+            "recipient_id": recipient,
+            "agreement_id": agreement_id,
+            "expected_issuer_id": terms.provider_id,
+            "expected_recipient_id": terms.requestor_id,
+            "expected_agreement_id": terms.agreement_id,
+        }
+        if agreement_id != terms.agreement_id:
+            return "the document is for another agreement", figures
+        if issuer != terms.provider_id:
+            return "the document was not issued by the agreement's provider", figures
+        if recipient != terms.requestor_id:
+            return "the document is not addressed to us", figures
+        return None
+
+    def _record(
+        self,
+        kind: Literal["debit_note", "invoice"],
+        key: str,
+        document: tuple[str, str, str | None],
+        now: dt.datetime,
+        amount: Decimal,
+        decision: Decision,
+    ) -> Decision:
+        document_id, agreement_id, activity_id = document
+        self._decided[key] = decision
+        self._records.append(
+            BillingRecord(kind, document_id, agreement_id, activity_id, now, amount, decision)
+        )
+        return decision
+
+    def check_debit_note(self, note: DebitNote, now: dt.datetime) -> Decision:
+        """Decide on one debit note; accepting it updates the ledger."""
+        # Keyed by issuer and agreement too, so a forged copy cannot decide for the real one.
+        key = f"debit_note:{note.debit_note_id}:{note.issuer_id}:{note.agreement_id}"
+        previous = self._decided.get(key)
+        if previous is not None:
+            return previous
+        decision = self._debit_note(note, now)
+        if isinstance(decision, Accept):
+            activity = self._activity(note.activity_id)
+            activity.accepted = note.total_amount_due
+            activity.last_note_at = note.timestamp
+            if note.payment_due_date is not None:
+                self._last_payable_at = note.timestamp
+        return self._record(
+            "debit_note",
+            key,
+            (note.debit_note_id, note.agreement_id, note.activity_id),
+            now,
+            note.total_amount_due,
+            decision,
+        )
+
+    def _activity(self, activity_id: str) -> _Activity:
+        return self._activities.setdefault(activity_id, _Activity(self.terms.approved_at))
+
+    def _debit_note(self, note: DebitNote, now: dt.datetime) -> Decision:
+        terms, tol = self.terms, self.tolerance
+        amount = note.total_amount_due
+        wrong = self._identity(note.issuer_id, note.recipient_id, note.agreement_id)
+        if wrong is not None:
+            return Reject(RejectionReason.UNSOLICITED_SERVICE, wrong[0], wrong[1])
+        known = self._activities.get(note.activity_id)
+        accepted = known.accepted if known is not None else Decimal(0)
+        if self._invoice_id is not None:
+            return Reject(
+                RejectionReason.UNSOLICITED_SERVICE,
+                "a debit note after the agreement's invoice",
+                {"invoice_id": self._invoice_id},
+                accepted,
+            )
+        if self.strict_activities and known is None:
+            return Terminate(
+                RejectionReason.UNSOLICITED_SERVICE,
+                INVALID_DEBIT_NOTE,
+                f"a debit note for activity {note.activity_id!r}, which we did not start",
+                {"amount": amount, "activity_id": note.activity_id},
+            )
+        activity = known if known is not None else _Activity(terms.approved_at)
+
+        def terminate(reason: RejectionReason, code: str, message: str, **figures: Any) -> Decision:
+            return Terminate(reason, code, message, {"amount": amount, **figures})
+
+        # Pace: notes of one activity at least interval * ratio apart (provider timestamps).
+        if terms.debit_note_interval is not None and activity.last_note_at is not None:
+            gap = _seconds_between(note.timestamp, activity.last_note_at)
+            minimum = terms.debit_note_interval * tol.interval_ratio
+            if gap < minimum:
+                return terminate(
+                    RejectionReason.BAD_SERVICE,
+                    TOO_MANY_DEBIT_NOTES,
+                    f"debit notes {gap} s apart, the agreed interval is "
+                    f"{terms.debit_note_interval} s",
+                    gap_sec=gap,
+                    min_gap_sec=minimum,
+                )
+        # Payable notes only with mid-agreement payments, no faster than the payment timeout.
+        if note.payment_due_date is not None:
+            if terms.payment_timeout is None:
+                return terminate(
+                    RejectionReason.BAD_SERVICE,
+                    TOO_MANY_PAYABLE_DEBIT_NOTES,
+                    "a payable debit note, but no mid-agreement payments were agreed",
+                    payment_due_date=note.payment_due_date,
+                )
+            minimum = terms.payment_timeout * tol.interval_ratio
+            if self._last_payable_at is not None:
+                gap = _seconds_between(note.timestamp, self._last_payable_at)
+                if gap < minimum:
+                    return terminate(
+                        RejectionReason.BAD_SERVICE,
+                        TOO_MANY_PAYABLE_DEBIT_NOTES,
+                        f"payable debit notes {gap} s apart, the agreed payment timeout is "
+                        f"{terms.payment_timeout} s",
+                        gap_sec=gap,
+                        min_gap_sec=minimum,
+                    )
+            due_in = _seconds_between(note.payment_due_date, note.timestamp)
+            if due_in < minimum:
+                return terminate(
+                    RejectionReason.BAD_SERVICE,
+                    TOO_MANY_PAYABLE_DEBIT_NOTES,
+                    f"payment due {due_in} s after issue, the agreed payment timeout is "
+                    f"{terms.payment_timeout} s",
+                    due_in_sec=due_in,
+                    min_due_in_sec=minimum,
+                )
+        # Amounts are cumulative per activity.
+        if amount < accepted:
+            return terminate(
+                RejectionReason.BAD_SERVICE,
+                INVALID_DEBIT_NOTE,
+                f"the amount fell from {accepted} to {amount}",
+                previously_accepted=accepted,
+            )
+        elapsed = self._elapsed(activity.started_at, now, activity.ended_at)
+        if note.usage_counter_vector is not None:
+            problem = self._check_usage(note.usage_counter_vector, amount, elapsed)
+            if problem is not None:
+                return terminate(
+                    RejectionReason.INCORRECT_AMOUNT, INVALID_DEBIT_NOTE, problem[0], **problem[1]
+                )
+        maximum = terms.max_cost(elapsed, tol)
+        if amount > maximum:
+            return terminate(
+                RejectionReason.INCORRECT_AMOUNT,
+                INVALID_DEBIT_NOTE,
+                f"the amount {amount} exceeds the most {elapsed} s can cost ({maximum})",
+                elapsed_sec=elapsed,
+                max_amount=maximum,
+            )
+        return Accept(amount, {"amount": amount, "elapsed_sec": elapsed, "max_amount": maximum})
+
+    def _check_usage(
+        self, vector: list[float], amount: Decimal, elapsed: Decimal
+    ) -> tuple[str, Figures] | None:
+        terms, tol = self.terms, self.tolerance
+        figures: Figures = {"usage": list(vector), "elapsed_sec": elapsed}
+        if len(vector) != len(terms.usage_vector):
+            return (
+                f"{len(vector)} usage counters, the agreement has {len(terms.usage_vector)}",
+                figures,
+            )
+        if not all(math.isfinite(v) and v >= 0 for v in vector):
+            return "a usage counter is negative or not finite", figures
+        usage = tuple(Decimal(str(v)) for v in vector)
+        for counter, value in zip(terms.usage_vector, usage, strict=True):
+            bound = terms.max_usage(counter, elapsed)
+            if bound is not None and value > bound * (1 + tol.relative):
+                figures |= {"counter": counter, "max_usage": bound}
+                return f"{counter} = {value} exceeds its bound {bound} after {elapsed} s", figures
+        price = terms.price(usage)
+        slack = (price - terms.fixed_price) * tol.relative + tol.absolute
+        figures["usage_price"] = price
+        if abs(amount - price) > slack:
+            return f"the amount {amount} does not match the usage's price {price}", figures
+        return None
+
+    def check_invoice(self, invoice: Invoice, now: dt.datetime) -> Decision:
+        """Decide on the agreement's invoice; accepting it closes the agreement's billing."""
+        key = f"invoice:{invoice.invoice_id}:{invoice.issuer_id}:{invoice.agreement_id}"
+        previous = self._decided.get(key)
+        if previous is not None:
+            return previous
+        decision = self._invoice(invoice, now)
+        if isinstance(decision, Accept):
+            self._invoice_accepted = invoice.amount
+        document = (invoice.invoice_id, invoice.agreement_id, None)
+        return self._record("invoice", key, document, now, invoice.amount, decision)
+
+    def _invoice(self, invoice: Invoice, now: dt.datetime) -> Decision:
+        amount = invoice.amount
+        accepted = self.accepted_total
+        wrong = self._identity(invoice.issuer_id, invoice.recipient_id, invoice.agreement_id)
+        if wrong is not None:
+            return Reject(RejectionReason.UNSOLICITED_SERVICE, wrong[0], wrong[1])
+        if self._invoice_id is not None:
+            return Reject(
+                RejectionReason.UNSOLICITED_SERVICE,
+                "the agreement already has an invoice",
+                {"invoice_id": self._invoice_id, "amount": amount},
+                accepted,
+            )
+        self._invoice_id = invoice.invoice_id
+        figures: Figures = {"amount": amount, "accepted_before": accepted}
+        if amount < accepted:
+            return Reject(
+                RejectionReason.INCORRECT_AMOUNT,
+                f"the invoice {amount} is below the {accepted} already accepted",
+                figures,
+                accepted,
+            )
+        # The most honest cost: each known activity (started, or seen in a debit note) over its
+        # own time bounds; an agreement with no known activity counts one from the approval.
+        starts = [(a.started_at, a.ended_at) for a in self._activities.values()]
+        if not starts:
+            starts = [(self.terms.approved_at, None)]
+        maximum = sum(
+            (self.terms.max_cost(self._elapsed(s, now, e), self.tolerance) for s, e in starts),
+            Decimal(0),
+        )
+        figures |= {"max_amount": maximum, "activities": len(starts)}
+        if amount > maximum:
+            return Reject(
+                RejectionReason.INCORRECT_AMOUNT,
+                f"the invoice {amount} exceeds the most the agreement can cost ({maximum})",
+                figures,
+                accepted,
+            )
+        return Accept(amount, figures)
+
+
+@attrs.define
+class BillingLedger:
+    """Billing state of all our agreements; routes documents to their :class:`AgreementBilling`.
+
+    A document for an agreement the ledger does not know is rejected as unsolicited.
+    """
+
+    tolerance: Tolerance = attrs.field(factory=Tolerance)
+    strict_activities: bool = False
+    _agreements: dict[str, AgreementBilling] = attrs.field(factory=dict, init=False)
+    _records: list[BillingRecord] = attrs.field(factory=list, init=False)
+
+    def add(self, terms: AgreementTerms) -> AgreementBilling:
+        billing = self._agreements.get(terms.agreement_id)
+        if billing is None:
+            billing = AgreementBilling(
+                terms, self.tolerance, strict_activities=self.strict_activities
+            )
+            self._agreements[terms.agreement_id] = billing
+        return billing
+
+    def get(self, agreement_id: str) -> AgreementBilling | None:
+        return self._agreements.get(agreement_id)
+
+    @property
+    def agreements(self) -> Mapping[str, AgreementBilling]:
+        return dict(self._agreements)
+
+    @property
+    def records(self) -> tuple[BillingRecord, ...]:
+        """Every decision in order, including those on documents of unknown agreements."""
+        return tuple(self._records)
+
+    @property
+    def accepted_total(self) -> Decimal:
+        return sum((b.accepted_total for b in self._agreements.values()), Decimal(0))
+
+    def _unknown(
+        self,
+        kind: Literal["debit_note", "invoice"],
+        document_id: str,
+        agreement_id: str,
+        activity_id: str | None,
+        amount: Decimal,
+        now: dt.datetime,
+    ) -> Decision:
+        decision = Reject(
+            RejectionReason.UNSOLICITED_SERVICE,
+            "the document is for an agreement we do not have",
+            {"agreement_id": agreement_id, "amount": amount},
+        )
+        self._records.append(
+            BillingRecord(kind, document_id, agreement_id, activity_id, now, amount, decision)
+        )
+        return decision
+
+    def check_debit_note(self, note: DebitNote, now: dt.datetime) -> Decision:
+        billing = self._agreements.get(note.agreement_id)
+        if billing is None:
+            return self._unknown(
+                "debit_note",
+                note.debit_note_id,
+                note.agreement_id,
+                note.activity_id,
+                note.total_amount_due,
+                now,
+            )
+        before = len(billing.records)
+        decision = billing.check_debit_note(note, now)
+        self._records.extend(billing.records[before:])
+        return decision
+
+    def check_invoice(self, invoice: Invoice, now: dt.datetime) -> Decision:
+        billing = self._agreements.get(invoice.agreement_id)
+        if billing is None:
+            return self._unknown(
+                "invoice", invoice.invoice_id, invoice.agreement_id, None, invoice.amount, now
+            )
+        before = len(billing.records)
+        decision = billing.check_invoice(invoice, now)
+        self._records.extend(billing.records[before:])
+        return decision
