@@ -19,6 +19,11 @@ from ._billing import Decision as Decision
 from ._billing import Reject as Reject
 from ._billing import Terminate as Terminate
 from ._billing import Tolerance as Tolerance
+from ._budget import AgreementSpend as AgreementSpend
+from ._budget import BudgetExceeded as BudgetExceeded
+from ._budget import BudgetLedger as BudgetLedger
+from ._budget import ExhaustedReason as ExhaustedReason
+from ._budget import MarginRatio as MarginRatio
 
 # Show public paths in tracebacks and docs, as trio does.
 for _obj in list(globals().values()):
