@@ -1,11 +1,47 @@
 """``golem_trio.market``: what a demand asks for.
 
+Demands are built by :func:`build_demand` (or a :class:`DemandBuilder`); their constraints are
+trees built with :func:`prop` and :class:`Constraints`, read with :func:`parse`, written with
+:func:`render` and checked against offers locally with :func:`evaluate`.
+
 Payloads (:class:`VmPayload`, :class:`ManifestPayload`, :class:`CustomPayload`) give the demand
 properties and constraint clauses; :mod:`golem_trio.market.vm` builds VM payloads as yapapi's
 ``vm.repo`` and ``vm.manifest`` do. Image URLs come from an :class:`ImageResolver`.
 """
 
 from . import vm as vm
+from ._constraints import And as And
+from ._constraints import Compare as Compare
+from ._constraints import Constraint as Constraint
+from ._constraints import ConstraintError as ConstraintError
+from ._constraints import Constraints as Constraints
+from ._constraints import ConstraintSyntaxError as ConstraintSyntaxError
+from ._constraints import Empty as Empty
+from ._constraints import Not as Not
+from ._constraints import Op as Op
+from ._constraints import Or as Or
+from ._constraints import Present as Present
+from ._constraints import Property as Property
+from ._constraints import TypeHint as TypeHint
+from ._constraints import as_constraint as as_constraint
+from ._constraints import evaluate as evaluate
+from ._constraints import parse as parse
+from ._constraints import prop as prop
+from ._constraints import render as render
+from ._demand import ACCEPT_TIMEOUT as ACCEPT_TIMEOUT
+from ._demand import CHOSEN_PLATFORM as CHOSEN_PLATFORM
+from ._demand import DEBIT_NOTE_INTERVAL as DEBIT_NOTE_INTERVAL
+from ._demand import DEFAULT_ACCEPT_TIMEOUT as DEFAULT_ACCEPT_TIMEOUT
+from ._demand import EXPIRATION as EXPIRATION
+from ._demand import MULTI_ACTIVITY as MULTI_ACTIVITY
+from ._demand import PAYMENT_TIMEOUT as PAYMENT_TIMEOUT
+from ._demand import SUBNET as SUBNET
+from ._demand import DemandBuilder as DemandBuilder
+from ._demand import DemandError as DemandError
+from ._demand import InvalidPlatform as InvalidPlatform
+from ._demand import build_demand as build_demand
+from ._demand import counter_properties as counter_properties
+from ._demand import platform_address_property as platform_address_property
 from ._payload import DEFAULT_REGISTRY_URL as DEFAULT_REGISTRY_URL
 from ._payload import DEFAULT_STATIC_URL_TEMPLATE as DEFAULT_STATIC_URL_TEMPLATE
 from ._payload import REGISTRY_URL_ENV as REGISTRY_URL_ENV
@@ -27,24 +63,56 @@ from ._payload import get_resolver as get_resolver
 from ._payload import use_resolver as use_resolver
 
 __all__ = [
+    "ACCEPT_TIMEOUT",
+    "CHOSEN_PLATFORM",
+    "DEBIT_NOTE_INTERVAL",
+    "DEFAULT_ACCEPT_TIMEOUT",
     "DEFAULT_REGISTRY_URL",
     "DEFAULT_STATIC_URL_TEMPLATE",
+    "EXPIRATION",
+    "MULTI_ACTIVITY",
+    "PAYMENT_TIMEOUT",
     "REGISTRY_URL_ENV",
+    "SUBNET",
+    "And",
     "BadRegistryReply",
+    "Compare",
+    "Constraint",
+    "ConstraintError",
+    "ConstraintSyntaxError",
+    "Constraints",
     "CustomPayload",
+    "DemandBuilder",
+    "DemandError",
+    "Empty",
     "ImageNotFound",
     "ImageResolver",
+    "InvalidPlatform",
     "ManifestPayload",
+    "Not",
+    "Op",
+    "Or",
     "Payload",
     "PayloadError",
+    "Present",
+    "Property",
     "RegistryError",
     "RegistryResolver",
     "RegistryUnavailable",
     "ResolvedImage",
     "StaticResolver",
+    "TypeHint",
     "VmPayload",
+    "as_constraint",
+    "build_demand",
+    "counter_properties",
     "current_resolver",
+    "evaluate",
     "get_resolver",
+    "parse",
+    "platform_address_property",
+    "prop",
+    "render",
     "use_resolver",
     "vm",
 ]
