@@ -42,6 +42,29 @@ from ._demand import InvalidPlatform as InvalidPlatform
 from ._demand import build_demand as build_demand
 from ._demand import counter_properties as counter_properties
 from ._demand import platform_address_property as platform_address_property
+from ._offers import CPU_SEC as CPU_SEC
+from ._offers import DURATION_SEC as DURATION_SEC
+from ._offers import AllowList as AllowList
+from ._offers import Ban as Ban
+from ._offers import DenyList as DenyList
+from ._offers import FilterResult as FilterResult
+from ._offers import MinResources as MinResources
+from ._offers import OfferError as OfferError
+from ._offers import OfferFilter as OfferFilter
+from ._offers import OfferPool as OfferPool
+from ._offers import OfferView as OfferView
+from ._offers import PoolEntry as PoolEntry
+from ._offers import PriceCaps as PriceCaps
+from ._offers import Pricing as Pricing
+from ._offers import ProviderBans as ProviderBans
+from ._offers import Scorer as Scorer
+from ._offers import all_of as all_of
+from ._offers import any_of as any_of
+from ._offers import chain as chain
+from ._offers import cheapest as cheapest
+from ._offers import estimate_cost as estimate_cost
+from ._offers import prefer as prefer
+from ._offers import weighted as weighted
 from ._payload import DEFAULT_REGISTRY_URL as DEFAULT_REGISTRY_URL
 from ._payload import DEFAULT_STATIC_URL_TEMPLATE as DEFAULT_STATIC_URL_TEMPLATE
 from ._payload import REGISTRY_URL_ENV as REGISTRY_URL_ENV
@@ -65,17 +88,21 @@ from ._payload import use_resolver as use_resolver
 __all__ = [
     "ACCEPT_TIMEOUT",
     "CHOSEN_PLATFORM",
+    "CPU_SEC",
     "DEBIT_NOTE_INTERVAL",
     "DEFAULT_ACCEPT_TIMEOUT",
     "DEFAULT_REGISTRY_URL",
     "DEFAULT_STATIC_URL_TEMPLATE",
+    "DURATION_SEC",
     "EXPIRATION",
     "MULTI_ACTIVITY",
     "PAYMENT_TIMEOUT",
     "REGISTRY_URL_ENV",
     "SUBNET",
+    "AllowList",
     "And",
     "BadRegistryReply",
+    "Ban",
     "Compare",
     "Constraint",
     "ConstraintError",
@@ -84,37 +111,56 @@ __all__ = [
     "CustomPayload",
     "DemandBuilder",
     "DemandError",
+    "DenyList",
     "Empty",
+    "FilterResult",
     "ImageNotFound",
     "ImageResolver",
     "InvalidPlatform",
     "ManifestPayload",
+    "MinResources",
     "Not",
+    "OfferError",
+    "OfferFilter",
+    "OfferPool",
+    "OfferView",
     "Op",
     "Or",
     "Payload",
     "PayloadError",
+    "PoolEntry",
     "Present",
+    "PriceCaps",
+    "Pricing",
     "Property",
+    "ProviderBans",
     "RegistryError",
     "RegistryResolver",
     "RegistryUnavailable",
     "ResolvedImage",
+    "Scorer",
     "StaticResolver",
     "TypeHint",
     "VmPayload",
+    "all_of",
+    "any_of",
     "as_constraint",
     "build_demand",
+    "chain",
+    "cheapest",
     "counter_properties",
     "current_resolver",
+    "estimate_cost",
     "evaluate",
     "get_resolver",
     "parse",
     "platform_address_property",
+    "prefer",
     "prop",
     "render",
     "use_resolver",
     "vm",
+    "weighted",
 ]
 
 # Show public paths in tracebacks and docs, as trio does.
