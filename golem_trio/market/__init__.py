@@ -42,6 +42,14 @@ from ._demand import InvalidPlatform as InvalidPlatform
 from ._demand import build_demand as build_demand
 from ._demand import counter_properties as counter_properties
 from ._demand import platform_address_property as platform_address_property
+from ._negotiation import AgreementInfo as AgreementInfo
+from ._negotiation import AgreementRejected as AgreementRejected
+from ._negotiation import AgreementSigned as AgreementSigned
+from ._negotiation import Negotiation as Negotiation
+from ._negotiation import ProposalReceived as ProposalReceived
+from ._negotiation import ProposalRejected as ProposalRejected
+from ._negotiation import ProviderBanned as ProviderBanned
+from ._negotiation import open_negotiation as open_negotiation
 from ._offers import CPU_SEC as CPU_SEC
 from ._offers import DURATION_SEC as DURATION_SEC
 from ._offers import AllowList as AllowList
@@ -99,6 +107,9 @@ __all__ = [
     "PAYMENT_TIMEOUT",
     "REGISTRY_URL_ENV",
     "SUBNET",
+    "AgreementInfo",
+    "AgreementRejected",
+    "AgreementSigned",
     "AllowList",
     "And",
     "BadRegistryReply",
@@ -119,6 +130,7 @@ __all__ = [
     "InvalidPlatform",
     "ManifestPayload",
     "MinResources",
+    "Negotiation",
     "Not",
     "OfferError",
     "OfferFilter",
@@ -133,6 +145,9 @@ __all__ = [
     "PriceCaps",
     "Pricing",
     "Property",
+    "ProposalReceived",
+    "ProposalRejected",
+    "ProviderBanned",
     "ProviderBans",
     "RegistryError",
     "RegistryResolver",
@@ -153,6 +168,7 @@ __all__ = [
     "estimate_cost",
     "evaluate",
     "get_resolver",
+    "open_negotiation",
     "parse",
     "platform_address_property",
     "prefer",
