@@ -323,6 +323,8 @@ class _Activity:
     ended_at: dt.datetime | None = None
     accepted: Decimal = Decimal(0)
     last_note_at: dt.datetime | None = None
+    #: Whether the caller announced the start (then the first note is paced from it too).
+    announced: bool = False
 
 
 @attrs.define
@@ -346,7 +348,9 @@ class AgreementBilling:
 
     def activity_started(self, activity_id: str, at: dt.datetime) -> None:
         """Time bounds of the activity's usage start at ``at`` (default: the approval)."""
-        self._activities.setdefault(activity_id, _Activity(at)).started_at = at
+        activity = self._activities.setdefault(activity_id, _Activity(at))
+        activity.started_at = at
+        activity.announced = True
 
     def activity_ended(self, activity_id: str, at: dt.datetime) -> None:
         activity = self._activities.setdefault(activity_id, _Activity(self.terms.approved_at))
@@ -470,19 +474,33 @@ class AgreementBilling:
         def terminate(reason: RejectionReason, code: str, message: str, **figures: Any) -> Decision:
             return Terminate(reason, code, message, {"amount": amount, **figures})
 
-        # Pace: notes of one activity at least interval * ratio apart (provider timestamps).
-        if terms.debit_note_interval is not None and activity.last_note_at is not None:
-            gap = _seconds_between(note.timestamp, activity.last_note_at)
+        # Pace: notes of one activity at least interval * ratio apart (provider timestamps),
+        # and the first one no sooner after an announced start (grace for clock skew there).
+        if terms.debit_note_interval is not None:
             minimum = terms.debit_note_interval * tol.interval_ratio
-            if gap < minimum:
-                return terminate(
-                    RejectionReason.BAD_SERVICE,
-                    TOO_MANY_DEBIT_NOTES,
-                    f"debit notes {gap} s apart, the agreed interval is "
-                    f"{terms.debit_note_interval} s",
-                    gap_sec=gap,
-                    min_gap_sec=minimum,
-                )
+            if activity.last_note_at is not None:
+                gap = _seconds_between(note.timestamp, activity.last_note_at)
+                if gap < minimum:
+                    return terminate(
+                        RejectionReason.BAD_SERVICE,
+                        TOO_MANY_DEBIT_NOTES,
+                        f"debit notes {gap} s apart, the agreed interval is "
+                        f"{terms.debit_note_interval} s",
+                        gap_sec=gap,
+                        min_gap_sec=minimum,
+                    )
+            elif activity.announced:
+                grace = Decimal(str(tol.grace.total_seconds()))
+                gap = _seconds_between(note.timestamp, activity.started_at)
+                if gap + grace < minimum:
+                    return terminate(
+                        RejectionReason.BAD_SERVICE,
+                        TOO_MANY_DEBIT_NOTES,
+                        f"the first debit note came {gap} s after the activity started, the "
+                        f"agreed interval is {terms.debit_note_interval} s",
+                        gap_sec=gap,
+                        min_gap_sec=minimum,
+                    )
         # Payable notes only with mid-agreement payments, no faster than the payment timeout.
         if note.payment_due_date is not None:
             if terms.payment_timeout is None:
@@ -608,6 +626,21 @@ class AgreementBilling:
             (self.terms.max_cost(self._elapsed(s, now, e), self.tolerance) for s, e in starts),
             Decimal(0),
         )
+        # Tighter where debit notes were accepted: each activity's last accepted amount plus
+        # the most it can have accrued between that note and its end.
+        grace = Decimal(str(self.tolerance.grace.total_seconds()))
+        since_notes = Decimal(0)
+        for activity in self._activities.values():
+            if activity.last_note_at is None:
+                since_notes += self.terms.max_cost(
+                    self._elapsed(activity.started_at, now, activity.ended_at), self.tolerance
+                )
+                continue
+            after = self._elapsed(activity.last_note_at, now, activity.ended_at) - grace
+            growth = self.terms.max_cost(max(after, Decimal(0)) + grace, self.tolerance)
+            since_notes += activity.accepted + growth - self.terms.fixed_price
+        if self._activities:
+            maximum = min(maximum, since_notes)
         figures |= {"max_amount": maximum, "activities": len(starts)}
         if amount > maximum:
             return Reject(

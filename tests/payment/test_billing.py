@@ -28,6 +28,7 @@ from golem_trio.payment import (
     BillingTermsError,
     Reject,
     Terminate,
+    Tolerance,
 )
 from golem_trio.yagna import Agreement, DebitNote, DocumentStatus, Invoice, RejectionReason
 from golem_trio.yagna._convert import decode
@@ -347,10 +348,35 @@ def test_usage_beyond_time_bounds() -> None:
 def test_activity_start_narrows_the_bound() -> None:
     billing = AgreementBilling(make_terms())
     billing.activity_started("act-1", at(50))
-    # 50 s since the activity started (+5 grace): 220 cpu-seconds at most.
-    decision = billing.check_debit_note(note("0.04", 100, usage=[300.0, 0.0]), at(100))
+    # 100 s since the activity started (+5 grace): 420 cpu-seconds at most.
+    decision = billing.check_debit_note(note("0.04", 150, usage=[500.0, 0.0]), at(150))
     assert isinstance(decision, Terminate)
-    assert decision.figures["elapsed_sec"] == Decimal(55)
+    assert decision.figures["elapsed_sec"] == Decimal(105)
+
+
+def test_the_first_note_is_paced_from_an_announced_start() -> None:
+    billing = AgreementBilling(make_terms())
+    billing.activity_started("act-1", at(50))
+    decision = billing.check_debit_note(note("0.01", 100), at(100))
+    assert isinstance(decision, Terminate)
+    assert decision.code == TOO_MANY_DEBIT_NOTES
+    # Without an announced start the first note is only bounded by the elapsed time.
+    assert isinstance(
+        AgreementBilling(make_terms()).check_debit_note(note("0.01", 100), at(100)), Accept
+    )
+
+
+def test_an_invoice_adds_at_most_what_accrued_since_the_last_note() -> None:
+    terms = make_terms()
+    billing = AgreementBilling(terms)
+    assert isinstance(billing.check_debit_note(note("0.03", 120), at(120)), Accept)
+    billing.agreement_ended(at(130))
+    # 10 s after the last note (+5 grace) can add at most max_cost(15) - fixed.
+    ceiling = Decimal("0.03") + terms.max_cost(Decimal(15), Tolerance()) - terms.fixed_price
+    over = invoice(str(ceiling + Decimal("0.001")), 130)
+    decision = billing.check_invoice(over, at(130))
+    assert isinstance(decision, Reject)
+    assert decision.reason is RejectionReason.INCORRECT_AMOUNT
 
 
 def test_amounts_never_decrease() -> None:
