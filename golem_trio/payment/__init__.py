@@ -24,6 +24,16 @@ from ._budget import BudgetExceeded as BudgetExceeded
 from ._budget import BudgetLedger as BudgetLedger
 from ._budget import ExhaustedReason as ExhaustedReason
 from ._budget import MarginRatio as MarginRatio
+from ._processor import AgreementTerminatedForBilling as AgreementTerminatedForBilling
+from ._processor import DebitNoteAccepted as DebitNoteAccepted
+from ._processor import DebitNoteRefused as DebitNoteRefused
+from ._processor import InvoiceAccepted as InvoiceAccepted
+from ._processor import InvoiceRejected as InvoiceRejected
+from ._processor import PaymentEvent as PaymentEvent
+from ._processor import PaymentProcessor as PaymentProcessor
+from ._processor import PaymentReport as PaymentReport
+from ._processor import Unpaid as Unpaid
+from ._processor import open_payments as open_payments
 
 # Show public paths in tracebacks and docs, as trio does.
 for _obj in list(globals().values()):

@@ -1,0 +1,526 @@
+"""The payment processor: one allocation, debit notes and invoices paid (or refused) as they come.
+
+:func:`open_payments` creates an allocation sized to the budget, polls the daemon's debit-note
+and invoice events in two tasks, validates each document with the :class:`BillingLedger`, checks
+the :class:`BudgetLedger` and then accepts the document for exactly its amount, rejects it with a
+reason, or terminates its agreement with a GAP-3 ``golem.requestor.code``. Every decision is
+emitted as an event. On exit it waits (bounded) for the invoices still due, pays the valid ones,
+releases the allocation and leaves a :class:`PaymentReport`.
+
+Every rule lives in :mod:`._billing`; announcing activities with
+:meth:`PaymentProcessor.activity_started` makes them tighter (the first debit note is paced from
+the start).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import TypeAlias
+
+import attrs
+import trio
+
+from golem_trio.yagna import (
+    DebitNote,
+    Invoice,
+    NewAllocation,
+    Reason,
+    Rejection,
+    YagnaClient,
+    YagnaError,
+)
+
+from ._billing import (
+    Accept,
+    AgreementTerms,
+    BillingLedger,
+    Decision,
+    Reject,
+    Terminate,
+    Tolerance,
+)
+from ._budget import BudgetExceeded, BudgetLedger
+
+__all__ = [
+    "AgreementTerminatedForBilling",
+    "DebitNoteAccepted",
+    "DebitNoteRefused",
+    "InvoiceAccepted",
+    "InvoiceRejected",
+    "PaymentEvent",
+    "PaymentProcessor",
+    "PaymentReport",
+    "Unpaid",
+    "open_payments",
+]
+
+#: The reason given for documents refused because the budget would be exceeded.
+BUDGET_EXCEEDED = "BudgetExceeded"
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class DebitNoteAccepted:
+    """The note was accepted for ``amount``; ``increase`` is what it added to the spend."""
+
+    debit_note_id: str
+    agreement_id: str
+    activity_id: str | None
+    amount: Decimal
+    increase: Decimal
+
+
+@attrs.frozen
+class DebitNoteRefused:
+    """The note was not paid. ``reason`` is the billing rule's code (``golem.requestor.code`` or
+    a :class:`RejectionReason` value) or ``"BudgetExceeded"``; the daemon cannot reject debit
+    notes, so nothing is sent for it (see :class:`AgreementTerminatedForBilling`)."""
+
+    debit_note_id: str
+    agreement_id: str
+    activity_id: str | None
+    amount: Decimal
+    reason: str
+    message: str
+
+
+@attrs.frozen
+class InvoiceAccepted:
+    invoice_id: str
+    agreement_id: str
+    amount: Decimal
+
+
+@attrs.frozen
+class InvoiceRejected:
+    """The invoice was not paid. ``sent`` tells whether the rejection reached the daemon
+    (``False`` for a budget refusal, which leaves a valid invoice unpaid, or a failed call)."""
+
+    invoice_id: str
+    agreement_id: str
+    amount: Decimal
+    amount_accepted: Decimal
+    reason: str
+    message: str
+    sent: bool
+
+
+@attrs.frozen
+class AgreementTerminatedForBilling:
+    """The agreement was terminated because of a bad debit note."""
+
+    agreement_id: str
+    debit_note_id: str
+    code: str
+    message: str
+    terminated: bool
+
+
+PaymentEvent: TypeAlias = (
+    DebitNoteAccepted
+    | DebitNoteRefused
+    | InvoiceAccepted
+    | InvoiceRejected
+    | AgreementTerminatedForBilling
+)
+
+
+@attrs.frozen
+class Unpaid:
+    """An agreement whose invoice was not paid at exit, and why."""
+
+    agreement_id: str
+    reason: str
+    amount: Decimal | None = None
+
+
+@attrs.frozen
+class PaymentReport:
+    """What the processor paid and what stays unpaid, available after exit."""
+
+    allocation_id: str
+    budget: Decimal
+    spent: Decimal
+    debit_notes_accepted: int
+    debit_notes_refused: int
+    invoices_accepted: dict[str, Decimal]
+    invoices_rejected: int
+    unpaid: tuple[Unpaid, ...]
+    allocation_released: bool
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- the processor -----------------------------------------------------------------------------
+
+
+class PaymentProcessor:
+    """Handle to the running processor; get one from :func:`open_payments`.
+
+    Its synchronous methods may be called from any task of the trio run.
+    """
+
+    def __init__(
+        self,
+        yagna: YagnaClient,
+        *,
+        allocation_id: str,
+        requestor_id: str,
+        budget: BudgetLedger,
+        billing: BillingLedger,
+        emit: Callable[[PaymentEvent], None] | None,
+        now: Callable[[], dt.datetime],
+        poll_wait: float,
+        call_timeout: float,
+    ) -> None:
+        self._yagna = yagna
+        self.allocation_id = allocation_id
+        self.requestor_id = requestor_id
+        self.budget = budget
+        self.billing = billing
+        self._emit = emit
+        self._now = now
+        self._poll_wait = poll_wait
+        self._call_timeout = call_timeout
+        self._events: list[PaymentEvent] = []
+        self._notes_after: dt.datetime | None = None
+        self._invoices_after: dt.datetime | None = None
+        self._terminated: set[str] = set()
+        self._invoiced: set[str] = set()
+        self._paid: dict[str, Decimal] = {}
+        self._unpaid: dict[str, Unpaid] = {}
+        self._changed = trio.Event()
+        self._seen: set[str] = set()
+        #: activity id -> when we started it, until its first debit note.
+        #: agreement id -> (timestamp, amount) of its last accepted debit note.
+        self.report: PaymentReport | None = None
+
+    @property
+    def events(self) -> tuple[PaymentEvent, ...]:
+        """Every event emitted so far, in order."""
+        return tuple(self._events)
+
+    # --- facts from the caller ---
+
+    async def add_agreement(self, agreement_id: str) -> AgreementTerms:
+        """Fetch the approved agreement and register its terms for billing and the budget.
+
+        Raises :class:`BillingTermsError` for unusable terms (nothing is registered then).
+        Cancellation: a checkpoint; if cancelled, nothing is registered.
+        """
+        agreement = await self._yagna.market.get_agreement(agreement_id)
+        terms = AgreementTerms.from_agreement(agreement, self.requestor_id)
+        if self.billing.get(agreement_id) is None:
+            self.billing.add(terms)
+            self.budget.open_agreement(terms)
+        self._notify()
+        return terms
+
+    def activity_started(self, agreement_id: str, activity_id: str) -> None:
+        """The activity was created now: its usage counts from now, and its first debit note
+        must come no sooner than the negotiated interval allows."""
+        billing = self.billing.get(agreement_id)
+        if billing is None:
+            raise KeyError(f"agreement {agreement_id!r} is not registered")
+        at = self._now()
+        billing.activity_started(activity_id, at)
+
+    def agreement_ended(self, agreement_id: str) -> None:
+        """The agreement ended now: it bounds billed time and stops accruing in the budget."""
+        billing = self.billing.get(agreement_id)
+        if billing is None:
+            return
+        if billing.ended_at is None:
+            billing.agreement_ended(self._now())
+        self.budget.closed(agreement_id)
+
+    # --- internals ---
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _record(self, event: PaymentEvent) -> None:
+        self._events.append(event)
+        if self._emit is not None:
+            self._emit(event)
+
+    def _all_invoiced(self) -> bool:
+        return all(a in self._invoiced for a in self.billing.agreements)
+
+    async def _poll_debit_notes(self) -> None:
+        while True:
+            events = await self._yagna.payment.get_debit_note_events(
+                wait=self._poll_wait, after_timestamp=self._notes_after
+            )
+            for event in events:
+                if "Received" in event.event_type and event.debit_note_id not in self._seen:
+                    self._seen.add(event.debit_note_id)
+                    with trio.move_on_after(self._call_timeout, shield=True):
+                        await self._debit_note(event.debit_note_id)
+                self._notes_after = event.event_date
+
+    async def _poll_invoices(self) -> None:
+        while True:
+            await self._invoice_round()
+
+    async def _invoice_round(self) -> None:
+        events = await self._yagna.payment.get_invoice_events(
+            wait=self._poll_wait, after_timestamp=self._invoices_after
+        )
+        for event in events:
+            if "Received" in event.event_type and event.invoice_id not in self._seen:
+                self._seen.add(event.invoice_id)
+                with trio.move_on_after(self._call_timeout, shield=True):
+                    await self._invoice(event.invoice_id)
+            self._invoices_after = event.event_date
+
+    async def _debit_note(self, debit_note_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        try:
+            note = await self._yagna.payment.get_debit_note(debit_note_id)
+        except YagnaError:
+            return
+        decision = self.billing.check_debit_note(note, self._now())
+        if isinstance(decision, Accept):
+            await self._accept_note(note, decision)
+        elif isinstance(decision, Terminate):
+            self._refuse_note(note, decision.code, decision.message)
+            await self._terminate(note, decision)
+        else:
+            self._refuse_note(note, decision.reason.value, decision.message)
+
+    def _refuse_note(self, note: DebitNote, reason: str, message: str) -> None:
+        self._record(
+            DebitNoteRefused(
+                note.debit_note_id,
+                note.agreement_id,
+                note.activity_id,
+                note.total_amount_due,
+                reason,
+                message,
+            )
+        )
+
+    async def _accept_note(self, note: DebitNote, decision: Accept) -> None:
+        await trio.lowlevel.checkpoint()
+        spend = self.budget.agreements.get(note.agreement_id)
+        already = spend.accepted if spend is not None else Decimal(0)
+        increase = max(decision.amount - already, Decimal(0))
+        try:
+            self.budget.accepted(note.agreement_id, increase)
+        except BudgetExceeded as exc:
+            self._refuse_note(note, BUDGET_EXCEEDED, str(exc))
+            return
+        try:
+            await self._yagna.payment.accept_debit_note(
+                note.debit_note_id, decision.amount, self.allocation_id
+            )
+        except YagnaError as exc:
+            self._refuse_note(note, "AcceptFailed", str(exc))
+            return
+        self._record(
+            DebitNoteAccepted(
+                note.debit_note_id, note.agreement_id, note.activity_id, decision.amount, increase
+            )
+        )
+
+    async def _terminate(self, note: DebitNote, decision: Terminate) -> None:
+        await trio.lowlevel.checkpoint()
+        if note.agreement_id in self._terminated:
+            return
+        self._terminated.add(note.agreement_id)
+        terminated = True
+        try:
+            await self._yagna.market.terminate_agreement(
+                note.agreement_id,
+                Reason(decision.message, {"golem.requestor.code": decision.code}),
+            )
+        except YagnaError:
+            terminated = False
+        self.agreement_ended(note.agreement_id)
+        self._record(
+            AgreementTerminatedForBilling(
+                note.agreement_id, note.debit_note_id, decision.code, decision.message, terminated
+            )
+        )
+
+    async def _invoice(self, invoice_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        try:
+            invoice = await self._yagna.payment.get_invoice(invoice_id)
+        except YagnaError:
+            return
+        decision: Decision = self.billing.check_invoice(invoice, self._now())
+        known = self.billing.get(invoice.agreement_id) is not None
+        if isinstance(decision, Accept):
+            await self._accept_invoice(invoice, decision)
+        elif isinstance(decision, Reject):
+            await self._reject_invoice(invoice, decision)
+            if known and invoice.agreement_id not in self._paid:
+                self._unpaid[invoice.agreement_id] = Unpaid(
+                    invoice.agreement_id, f"invoice rejected: {decision.message}", invoice.amount
+                )
+        if known:
+            self._invoiced.add(invoice.agreement_id)
+            self._notify()
+
+    async def _accept_invoice(self, invoice: Invoice, decision: Accept) -> None:
+        await trio.lowlevel.checkpoint()
+        agreement_id = invoice.agreement_id
+        try:
+            self.budget.settled(agreement_id, decision.amount)
+        except (BudgetExceeded, ValueError) as exc:
+            self._unpaid[agreement_id] = Unpaid(agreement_id, str(exc), invoice.amount)
+            self._record(
+                InvoiceRejected(
+                    invoice.invoice_id,
+                    agreement_id,
+                    invoice.amount,
+                    self.budget.agreements[agreement_id].accepted,
+                    BUDGET_EXCEEDED,
+                    str(exc),
+                    sent=False,
+                )
+            )
+            return
+        try:
+            await self._yagna.payment.accept_invoice(
+                invoice.invoice_id, decision.amount, self.allocation_id
+            )
+        except YagnaError as exc:
+            self._unpaid[agreement_id] = Unpaid(
+                agreement_id, f"accepting failed: {exc}", invoice.amount
+            )
+            return
+        self._paid[agreement_id] = decision.amount
+        self._unpaid.pop(agreement_id, None)
+        self._record(InvoiceAccepted(invoice.invoice_id, agreement_id, decision.amount))
+
+    async def _reject_invoice(self, invoice: Invoice, decision: Reject) -> None:
+        await trio.lowlevel.checkpoint()
+        sent = True
+        try:
+            await self._yagna.payment.reject_invoice(
+                invoice.invoice_id,
+                Rejection(decision.reason, decision.amount_accepted, decision.message),
+            )
+        except YagnaError:
+            sent = False
+        self._record(
+            InvoiceRejected(
+                invoice.invoice_id,
+                invoice.agreement_id,
+                invoice.amount,
+                decision.amount_accepted,
+                decision.reason.value,
+                decision.message,
+                sent,
+            )
+        )
+
+    async def _drain_invoices(self) -> None:
+        """Poll invoices until every registered agreement has had one decided."""
+        await trio.lowlevel.checkpoint()
+        while not self._all_invoiced():
+            await self._invoice_round()
+
+    def _make_report(self, released: bool) -> PaymentReport:
+        unpaid = dict(self._unpaid)
+        for agreement_id in self.billing.agreements:
+            if agreement_id not in self._paid and agreement_id not in unpaid:
+                unpaid[agreement_id] = Unpaid(agreement_id, "no invoice received")
+        return PaymentReport(
+            allocation_id=self.allocation_id,
+            budget=self.budget.budget,
+            spent=self.budget.spent,
+            debit_notes_accepted=sum(isinstance(e, DebitNoteAccepted) for e in self._events),
+            debit_notes_refused=sum(isinstance(e, DebitNoteRefused) for e in self._events),
+            invoices_accepted=dict(self._paid),
+            invoices_rejected=sum(
+                isinstance(e, InvoiceRejected) and e.reason != BUDGET_EXCEEDED for e in self._events
+            ),
+            unpaid=tuple(unpaid.values()),
+            allocation_released=released,
+        )
+
+
+@asynccontextmanager
+async def open_payments(
+    yagna: YagnaClient,
+    *,
+    budget: Decimal,
+    platform: str = "erc20-holesky-tglm",
+    invoice_wait: float = 300.0,
+    emit: Callable[[PaymentEvent], None] | None = None,
+    margin: Decimal = Decimal(0),
+    tolerance: Tolerance | None = None,
+    now: Callable[[], dt.datetime] = _utcnow,
+    poll_wait: float = 5.0,
+    call_timeout: float = 30.0,
+) -> AsyncIterator[PaymentProcessor]:
+    """Create an allocation of ``budget`` on ``platform`` and pay from it while open.
+
+    Inside, two tasks poll debit-note and invoice events (persistently, from the last event
+    seen). Each debit note is validated and accepted for exactly its amount at once, whatever
+    else runs; a note that breaks a rule gets its agreement terminated with the rule's
+    ``golem.requestor.code``; a note of an agreement not registered with
+    :meth:`PaymentProcessor.add_agreement` is never paid. Valid invoices are accepted for
+    exactly their amount, bad ones rejected with a reason. Nothing is accepted past ``budget``:
+    such documents are refused with an event. Every decision goes to ``emit`` (called
+    synchronously from the processor's tasks; it must not block) and to
+    :attr:`PaymentProcessor.events`. ``now`` is the clock documents are judged by.
+
+    On exit (normal, error or cancellation) the processor waits up to ``invoice_wait`` seconds
+    for the invoices of every registered agreement, pays the valid ones, releases the allocation
+    (waiting at most ``call_timeout``) and sets :attr:`PaymentProcessor.report`.
+
+    Cancellation: cancelling the block stops the polling tasks; each document being handled is
+    finished first (its handling is shielded, bounded by ``call_timeout``). The final invoice
+    wait and the release are shielded and bounded, so they happen even when cancelled, and
+    ``Cancelled`` then propagates. If entering is cancelled, no allocation is left behind unless
+    the creation request itself was cut short after reaching the daemon.
+    """
+    identity = await yagna.identity.get_identity()
+    budget_ledger = BudgetLedger(budget, margin=margin, tolerance=tolerance)
+    billing = BillingLedger(tolerance if tolerance is not None else Tolerance())
+    allocation = await yagna.payment.create_allocation(
+        NewAllocation(budget, payment_platform=platform)
+    )
+    processor = PaymentProcessor(
+        yagna,
+        allocation_id=allocation.allocation_id,
+        requestor_id=identity.identity,
+        budget=budget_ledger,
+        billing=billing,
+        emit=emit,
+        now=now,
+        poll_wait=poll_wait,
+        call_timeout=call_timeout,
+    )
+    released = False
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(processor._poll_debit_notes)
+            nursery.start_soon(processor._poll_invoices)
+            try:
+                yield processor
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.move_on_after(invoice_wait, shield=True):
+            await processor._drain_invoices()
+        with trio.move_on_after(call_timeout, shield=True):
+            try:
+                await yagna.payment.release_allocation(allocation.allocation_id)
+                released = True
+            except YagnaError:
+                released = False
+        processor.report = processor._make_report(released)

@@ -1,0 +1,288 @@
+"""The payment processor on LocalNet, in virtual time: honest documents paid exactly, dishonest
+ones refused with an event, the budget never exceeded."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import trio
+import trio.testing
+
+from golem_trio.localnet import FaultKind, ProviderSpec, ledger, open_localnet
+from golem_trio.localnet._provider import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL
+from golem_trio.payment import (
+    AgreementTerminatedForBilling,
+    DebitNoteAccepted,
+    DebitNoteRefused,
+    InvoiceAccepted,
+    InvoiceRejected,
+    PaymentEvent,
+    PaymentProcessor,
+    open_payments,
+)
+from golem_trio.yagna import (
+    ApiConfig,
+    DemandOfferBase,
+    Deploy,
+    ProposalEvent,
+    Reason,
+    Start,
+    YagnaClient,
+)
+
+EPOCH = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+DISHONEST = {
+    "p00": FaultKind.INFLATE,
+    "p01": FaultKind.TOO_FAST,
+    "p02": FaultKind.PAYABLE_WITHOUT_AGREEMENT,
+    "p03": FaultKind.SECOND_INVOICE,
+    "p04": FaultKind.INVOICE_ABOVE_USAGE,
+}
+
+
+def specs(count: int) -> list[ProviderSpec]:
+    return [
+        ProviderSpec(
+            name=f"p{i:02}",
+            price_cpu_sec=Decimal("0.0002"),
+            price_duration_sec=Decimal("0.00003"),
+            price_start=Decimal("0.1"),
+            cpu_threads=1,
+        )
+        for i in range(count)
+    ]
+
+
+async def sign_all(yagna: YagnaClient, count: int, hours: float = 2) -> dict[str, str]:
+    """Negotiate with every provider up to an approved agreement; provider name -> agreement."""
+    expiration = int((EPOCH.timestamp() + hours * 3600) * 1000)
+    demand = DemandOfferBase(
+        {
+            "golem.srv.comp.expiration": expiration,
+            "golem.node.debug.subnet": "public",
+            ACCEPT_TIMEOUT: 120,
+            DEBIT_NOTE_INTERVAL: 120,
+        },
+        "(golem.node.debug.subnet=public)",
+    )
+    sub = await yagna.market.subscribe_demand(demand)
+    countered: set[str] = set()
+    drafts: dict[str, str] = {}
+    with trio.fail_after(120):
+        while len(drafts) < count:
+            for event in await yagna.market.collect_offers(sub, wait=5):
+                if not isinstance(event, ProposalEvent):
+                    continue
+                proposal = event.proposal
+                name = proposal.properties["golem.node.id.name"]
+                if proposal.prev_proposal_id is None and name not in countered:
+                    countered.add(name)
+                    await yagna.market.counter_proposal_demand(sub, proposal.proposal_id, demand)
+                elif proposal.prev_proposal_id is not None:
+                    drafts[name] = proposal.proposal_id
+    agreements: dict[str, str] = {}
+    for name, proposal_id in sorted(drafts.items()):
+        agreement_id = await yagna.market.create_agreement(
+            proposal_id, EPOCH + dt.timedelta(hours=hours + 1)
+        )
+        await yagna.market.confirm_agreement(agreement_id)
+        assert (await yagna.market.wait_for_approval(agreement_id, wait=15)).approved
+        agreements[name] = agreement_id
+    await yagna.market.unsubscribe_demand(sub)
+    return agreements
+
+
+async def start_activity(yagna: YagnaClient, payments: PaymentProcessor, agreement_id: str) -> str:
+    activity_id = await yagna.activity.create_activity(agreement_id)
+    payments.activity_started(agreement_id, activity_id)
+    batch = await yagna.activity.exec(activity_id, [Deploy(), Start()])
+    results = await yagna.activity.get_exec_batch_results(activity_id, batch, wait=30)
+    assert results[-1].is_batch_finished
+    return activity_id
+
+
+async def terminate(yagna: YagnaClient, agreement_id: str) -> None:
+    try:
+        await yagna.market.terminate_agreement(
+            agreement_id, Reason("done", {"golem.requestor.code": "Success"})
+        )
+    except Exception:  # terminated already (for billing)
+        await trio.lowlevel.checkpoint()
+
+
+def refused_ids(events: Sequence[PaymentEvent]) -> list[str]:
+    ids: list[str] = []
+    for event in events:
+        if isinstance(event, DebitNoteRefused):
+            ids.append(event.debit_note_id)
+        elif isinstance(event, InvoiceRejected):
+            ids.append(event.invoice_id)
+    return ids
+
+
+def paid(doc: dict[str, Any]) -> bool:
+    return str(doc["status"]) in ("ACCEPTED", "SETTLED")
+
+
+async def test_twenty_providers_five_dishonest(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = Decimal(20)
+    async with open_localnet(specs(20), epoch=EPOCH) as net:
+        for name, kind in DISHONEST.items():
+            net.faults.dishonest(name, kind)
+        # One extra provider bills an agreement we never made.
+        config = ApiConfig(app_key=net.app_key, api_url="http://localnet")
+        events: list[PaymentEvent] = []
+        async with YagnaClient(config, transport=net.transport()) as yagna:
+            async with open_payments(
+                yagna,
+                budget=budget,
+                invoice_wait=600,
+                emit=events.append,
+                now=net.daemon.clock.now,
+            ) as payments:
+                agreements = await sign_all(yagna, 20)
+                for agreement_id in agreements.values():
+                    await payments.add_agreement(agreement_id)
+                for agreement_id in agreements.values():
+                    await start_activity(yagna, payments, agreement_id)
+                await trio.sleep(15 * 60)
+                for agreement_id in agreements.values():
+                    await terminate(yagna, agreement_id)
+                    payments.agreement_ended(agreement_id)
+                # Let late documents (a second invoice) arrive.
+                await trio.sleep(120)
+            report = payments.report
+        book = ledger(net)
+
+    assert report is not None
+    dishonest_agreements = {agreements[name] for name in DISHONEST}
+    honest_invoices = [i for i in book["invoices"] if i["honest"]]
+    # Every honest provider's invoice paid exactly.
+    honest_agreements = set(agreements.values()) - dishonest_agreements
+    assert {i["agreementId"] for i in honest_invoices} >= honest_agreements
+    for invoice in honest_invoices:
+        assert paid(invoice), invoice
+        assert report.invoices_accepted[invoice["agreementId"]] == Decimal(invoice["amount"])
+    # No dishonest document paid, and one refusal event for each.
+    dishonest = [d for d in [*book["debitNotes"], *book["invoices"]] if not d["honest"]]
+    assert dishonest
+    # LocalNet marks every note of a too-fast agreement dishonest, the first included; that
+    # one comes on time at the agreed price, so no requestor can tell it apart: it may be paid.
+    too_fast = agreements["p01"]
+    too_fast_notes = [n for n in book["debitNotes"] if n["agreementId"] == too_fast]
+    paid_dishonest = [d for d in dishonest if paid(d)]
+    assert len(paid_dishonest) <= 1
+    if paid_dishonest:
+        (only,) = paid_dishonest
+        assert only["agreementId"] == too_fast
+        assert only is too_fast_notes[0]
+    refused = refused_ids(events)
+    assert sorted(refused) == sorted(d["id"] for d in dishonest if not paid(d))
+    # Honest notes of honest agreements all accepted.
+    for note in book["debitNotes"]:
+        if note["agreementId"] in honest_agreements:
+            assert paid(note), note
+    # The allocation is released and nothing went past the budget.
+    (allocation,) = book["allocations"]
+    assert allocation["released"]
+    assert Decimal(allocation["spentAmount"]) <= budget
+    assert report.spent <= budget
+    assert report.allocation_released
+    # What the daemon counts as spent is what the budget ledger counted: the paid invoices and
+    # the notes accepted for the agreement whose invoice was rejected.
+    assert Decimal(allocation["spentAmount"]) == report.spent
+    assert report.unpaid == tuple(u for u in report.unpaid if u.agreement_id == agreements["p04"])
+    terminations = [e for e in events if isinstance(e, AgreementTerminatedForBilling)]
+    assert {t.agreement_id for t in terminations} <= dishonest_agreements
+    print(
+        "notes accepted",
+        sum(isinstance(e, DebitNoteAccepted) for e in events),
+        "notes refused",
+        sum(isinstance(e, DebitNoteRefused) for e in events),
+        "invoices accepted",
+        sum(isinstance(e, InvoiceAccepted) for e in events),
+        "invoices rejected",
+        sum(isinstance(e, InvoiceRejected) for e in events),
+        "terminations",
+        len(terminations),
+        "spent",
+        report.spent,
+    )
+
+
+async def test_a_small_budget_stops_accepting_and_reports_the_invoice(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The first note (2 minutes: 0.1 + 120 * 0.00003 = 0.1036) fits a budget of 0.105, the
+    # next one (4 minutes, 0.1072) and the invoice do not.
+    budget = Decimal("0.105")
+    async with open_localnet(specs(1), epoch=EPOCH) as net:
+        config = ApiConfig(app_key=net.app_key, api_url="http://localnet")
+        events: list[PaymentEvent] = []
+        async with YagnaClient(config, transport=net.transport()) as yagna:
+            async with open_payments(
+                yagna, budget=budget, invoice_wait=600, emit=events.append, now=net.daemon.clock.now
+            ) as payments:
+                agreements = await sign_all(yagna, 1)
+                (agreement_id,) = agreements.values()
+                await payments.add_agreement(agreement_id)
+                await start_activity(yagna, payments, agreement_id)
+                await trio.sleep(10 * 60)
+                await terminate(yagna, agreement_id)
+                payments.agreement_ended(agreement_id)
+            report = payments.report
+        book = ledger(net)
+    assert report is not None
+    budget_refusals = [
+        e
+        for e in events
+        if isinstance(e, DebitNoteRefused | InvoiceRejected) and e.reason == "BudgetExceeded"
+    ]
+    assert budget_refusals
+    assert report.debit_notes_accepted == 1
+    assert report.spent == Decimal("0.1036")
+    assert report.spent <= budget
+    assert Decimal(book["allocations"][0]["spentAmount"]) <= budget
+    (unpaid,) = report.unpaid
+    assert unpaid.agreement_id == agreement_id
+    assert unpaid.amount is not None
+    assert unpaid.amount > budget
+    (invoice,) = book["invoices"]
+    assert not paid(invoice)
+
+
+async def test_cancelling_the_block_still_pays_invoices_and_releases(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_localnet(specs(1), epoch=EPOCH) as net:
+        config = ApiConfig(app_key=net.app_key, api_url="http://localnet")
+        events: list[PaymentEvent] = []
+        async with YagnaClient(config, transport=net.transport()) as yagna:
+            with trio.move_on_after(60) as scope:
+                async with open_payments(
+                    yagna, budget=Decimal(5), emit=events.append, now=net.daemon.clock.now
+                ) as payments:
+                    (agreement_id,) = (await sign_all(yagna, 1)).values()
+                    await payments.add_agreement(agreement_id)
+                    await start_activity(yagna, payments, agreement_id)
+                    try:
+                        await trio.sleep_forever()
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await terminate(yagna, agreement_id)
+                            payments.agreement_ended(agreement_id)
+            assert scope.cancelled_caught
+            report = payments.report
+        book = ledger(net)
+    assert report is not None
+    assert report.allocation_released
+    assert report.unpaid == ()
+    (invoice,) = book["invoices"]
+    assert paid(invoice)
+    assert report.invoices_accepted == {agreement_id: Decimal(invoice["amount"])}
+    assert book["allocations"][0]["released"]
