@@ -433,6 +433,8 @@ class AgreementLife:
         self.unaccepted: dict[str, float] = {}
         self.billed: dict[str, Decimal] = {}
         self.usage: dict[str, list[float]] = {}
+        #: When each activity was last billed (trio time).
+        self.noted: dict[str, float] = {}
         self.invoice_id: str | None = None
         self.end_code: str | None = None
 
@@ -490,7 +492,11 @@ class AgreementLife:
         self.usage[activity_id] = usage
         amount = linear_cost(self.agent.spec, usage)
         cheats = self._dishonesty()
-        honest = not cheats & {"inflate", "too-fast", "payable-without-agreement"}
+        # A note is too fast only if it follows the activity's previous one sooner than agreed.
+        previous = self.noted.get(activity_id)
+        too_fast = previous is not None and now - previous < self.terms.debit_note_interval
+        self.noted[activity_id] = now
+        honest = not (cheats & {"inflate", "payable-without-agreement"} or too_fast)
         if "inflate" in cheats and self.agent.faults is not None:
             amount *= self.agent.faults.inflation()
         due = None
