@@ -17,15 +17,13 @@ import trio.testing
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 
 from golem_trio.localnet import _activity_routes
 from golem_trio.localnet._activity import ActivityState
 from golem_trio.localnet._activity_routes import activity_routes
+from golem_trio.localnet._app import build_app as build_daemon_app
 from golem_trio.localnet._clock import NetClock
-from golem_trio.localnet._core import Daemon, DaemonError, NodeIdentity
-from golem_trio.localnet._http import error_response
+from golem_trio.localnet._core import Daemon, NodeIdentity
 from golem_trio.localnet._ids import Ids
 from golem_trio.localnet._market import MarketState
 from golem_trio.localnet._market_routes import market_routes
@@ -85,17 +83,10 @@ class Setup:
 
 
 def build_app(daemon: Daemon, market: MarketState, activity: ActivityState) -> Starlette:
-    """Market and activity routes with the handlers of ``_app.build_app``."""
-
-    async def daemon_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, DaemonError)
-        return error_response(exc)
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return Response(b"", status_code=404)
-
-    routes = [*market_routes(daemon, market), *activity_routes(daemon, activity)]
-    return Starlette(routes=routes, exception_handlers={DaemonError: daemon_error, 404: not_found})
+    """Market and activity routes, served by the emulator's own app."""
+    return build_daemon_app(
+        daemon, [*market_routes(daemon, market), *activity_routes(daemon, activity)]
+    )
 
 
 async def approved_agreement(market: MarketState, requestor: str, provider: str) -> str:

@@ -20,12 +20,10 @@ import trio
 import trio.testing
 from _support import negotiate_agreement
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 
+from golem_trio.localnet._app import build_app as build_daemon_app
 from golem_trio.localnet._clock import NetClock
-from golem_trio.localnet._core import Daemon, DaemonError, NodeIdentity
-from golem_trio.localnet._http import error_response
+from golem_trio.localnet._core import Daemon, NodeIdentity
 from golem_trio.localnet._ids import Ids
 from golem_trio.localnet._market import MarketState
 from golem_trio.localnet._market_routes import market_routes
@@ -67,18 +65,9 @@ def _contract_support() -> Any:
 
 
 def build_app(daemon: Daemon, market: MarketState, payment: PaymentState) -> Starlette:
-    """The market and payment routes with the error handlers of ``_app.build_app``."""
-
-    async def daemon_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, DaemonError)
-        return error_response(exc)
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return Response(b"", status_code=404)
-
-    return Starlette(
-        routes=[*market_routes(daemon, market), *payment_routes(daemon, payment)],
-        exception_handlers={DaemonError: daemon_error, 404: not_found},
+    """The market and payment routes, served by the emulator's own app."""
+    return build_daemon_app(
+        daemon, [*market_routes(daemon, market), *payment_routes(daemon, payment)]
     )
 
 
