@@ -335,7 +335,9 @@ class Negotiation:
                 self._ban(offer.provider_id, f"rejected our proposal: {reason}")
                 raise _Skip(reason)
             draft = answer.proposal
-            if _terms(draft.properties) == wanted:
+            # Terms the demand leaves open (say, the debit-note interval) are the provider's.
+            theirs = _terms(draft.properties)
+            if all(theirs.get(key) == value for key, value in wanted.items()):
                 return answer
             proposal_id, their_properties = draft.proposal_id, draft.properties
         self._ban(offer.provider_id, "no agreement on terms")

@@ -285,3 +285,20 @@ async def test_draft_with_other_terms_is_countered_again(
     assert len(calls) == 2  # our counter, then our answer to its Draft
     assert info.terms[DEBIT_NOTE_INTERVAL] == 300
     assert states(net) == ["Approved"]
+
+
+async def test_terms_the_demand_leaves_open_are_the_providers(
+    autojump_clock: trio.testing.MockClock, net: LocalNet, yagna: YagnaClient
+) -> None:
+    # No debit-note interval in the demand: the provider's Draft names its own, which is
+    # accepted as it is instead of countering until the rounds run out.
+    open_demand = demand()
+    properties = {k: v for k, v in open_demand.properties.items() if k != DEBIT_NOTE_INTERVAL}
+    async with open_negotiation(
+        yagna, DemandOfferBase(properties, open_demand.constraints), platform=PLATFORM, now=now
+    ) as market:
+        with trio.fail_after(120):
+            info = await market.sign()
+    assert info.terms[DEBIT_NOTE_INTERVAL] == ProviderSpec(name="x").debit_note_interval
+    assert info.terms[ACCEPT_TIMEOUT] == 120
+    assert market.rejections == []
