@@ -1,0 +1,56 @@
+"""``golem_trio.work``: commands for one activity, run as batches.
+
+:class:`WorkContext` is one activity; :class:`Script` an ordered batch of commands whose
+:meth:`Script.execute` is the primitive every style builds on; :class:`Result` one command's
+outcome; :func:`open_http_storage` serves the files that ``upload_*``/``download_*`` transfer.
+See ``docs/work.md``.
+"""
+
+from ._context import WorkContext as WorkContext
+from ._errors import ActivityGone as ActivityGone
+from ._errors import BatchError as BatchError
+from ._errors import BatchTimeoutError as BatchTimeoutError
+from ._errors import CommandExecutionError as CommandExecutionError
+from ._errors import CommandNotRun as CommandNotRun
+from ._errors import TransferUnavailable as TransferUnavailable
+from ._events import CommandExecuted as CommandExecuted
+from ._events import DownloadFinished as DownloadFinished
+from ._events import ScriptFinished as ScriptFinished
+from ._events import ScriptSent as ScriptSent
+from ._events import WorkEvent as WorkEvent
+from ._result import CommandHandle as CommandHandle
+from ._result import Result as Result
+from ._script import DEFAULT_DOWNLOAD_LIMIT as DEFAULT_DOWNLOAD_LIMIT
+from ._script import Script as Script
+from ._storage import HttpStorage as HttpStorage
+from ._storage import Receipt as Receipt
+from ._storage import ReceiveFailed as ReceiveFailed
+from ._storage import open_http_storage as open_http_storage
+
+__all__ = [
+    "DEFAULT_DOWNLOAD_LIMIT",
+    "ActivityGone",
+    "BatchError",
+    "BatchTimeoutError",
+    "CommandExecuted",
+    "CommandExecutionError",
+    "CommandHandle",
+    "CommandNotRun",
+    "DownloadFinished",
+    "HttpStorage",
+    "Receipt",
+    "ReceiveFailed",
+    "Result",
+    "Script",
+    "ScriptFinished",
+    "ScriptSent",
+    "TransferUnavailable",
+    "WorkContext",
+    "WorkEvent",
+    "open_http_storage",
+]
+
+# Show public paths in tracebacks and docs, as trio does.
+for _obj in list(globals().values()):
+    if getattr(_obj, "__module__", "").startswith("golem_trio.work._"):
+        _obj.__module__ = __name__

@@ -1,0 +1,604 @@
+"""Scripts: ordered batches of commands for one activity, and how a batch is executed.
+
+:meth:`Script.execute` is the one primitive every style is built on: it sends the batch
+(``exec``), follows it until the last command finished or one failed, and resolves each
+command's :class:`CommandHandle` as its result comes in. Results are collected by long-polling
+the daemon for the next command's result; with a context made with ``stream_output=True`` the
+batch's event stream (SSE) is followed as well, and its exit codes and output chunks complete
+the polled results (the event stream is not replayed, so polling stays the authority on which
+commands finished).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shlex
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from ..yagna import (
+    Capture,
+    CaptureFormat,
+    CaptureMode,
+    CommandResult,
+    Conflict,
+    DaemonTimeout,
+    DaemonUnreachable,
+    Deploy,
+    ExeScriptCommand,
+    ExeScriptCommandResult,
+    Finished,
+    Gone,
+    NotFound,
+    Run,
+    ServerError,
+    Start,
+    StdErr,
+    StdOut,
+    Terminate,
+    Transfer,
+    YagnaError,
+)
+from ._errors import (
+    ActivityGone,
+    BatchTimeoutError,
+    CommandExecutionError,
+    CommandNotRun,
+    TransferUnavailable,
+)
+from ._events import CommandExecuted, DownloadFinished, ScriptFinished, ScriptSent
+from ._result import CommandHandle, Result
+from ._storage import HttpStorage, Receipt, ReceiveFailed
+
+if TYPE_CHECKING:
+    from ._context import WorkContext
+
+__all__ = ["DEFAULT_DOWNLOAD_LIMIT", "Script"]
+
+logger = logging.getLogger("golem_trio.work")
+
+#: Default size cap of ``download_bytes`` and ``download_json`` (1 MiB).
+DEFAULT_DOWNLOAD_LIMIT = 1024 * 1024
+#: Seconds the daemon is asked to hold one poll for the next result.
+POLL_WAIT = 5.0
+#: Bound (s) of the activity-state check made when a batch fails or goes quiet.
+STATE_CHECK_BOUND = 10.0
+#: Seconds a result waits for its ``finished`` event on the event stream.
+STREAM_GRACE = 1.0
+#: Seconds a finished download may take to be complete on this side.
+DOWNLOAD_GRACE = 10.0
+
+_EXIT_CODE = re.compile(r"exited with code (-?\d+)")
+
+_DEPLOY_FIELDS = frozenset(field.name for field in attrs.fields(Deploy))
+
+
+def _text(output: str | bytes | None) -> str | None:
+    if output is None:
+        return None
+    if isinstance(output, bytes):
+        return output.decode("utf-8", errors="replace")
+    return output
+
+
+def _env_wrapper(env: Mapping[str, str]) -> str:
+    """A ``/bin/sh -c`` script that exports ``env`` and then runs ``"$0" "$@"``."""
+    exports = []
+    for name, value in env.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"env: {name!r} is not a valid variable name")
+        exports.append(f"export {name}={shlex.quote(str(value))}")
+    return "; ".join([*exports, 'exec "$0" "$@"'])
+
+
+@attrs.define(eq=False)
+class _Step:
+    """One command of a script and what must happen around it."""
+
+    command: ExeScriptCommand | None
+    text: str
+    handle: CommandHandle
+    is_run: bool = False
+    # An upload: the file or bytes to publish, and the container path.
+    upload_path: Path | None = None
+    upload_data: bytes | None = None
+    # A download: the container path, where to write it (or keep it in memory) and the cap.
+    download_src: str | None = None
+    download_path: Path | None = None
+    limit: int | None = None
+    dst: str | None = None
+    # Set while the batch runs.
+    url: str | None = None
+    receipt: Receipt | None = None
+
+    @property
+    def is_upload(self) -> bool:
+        return self.upload_path is not None or self.upload_data is not None
+
+    def build(self, storage: HttpStorage | None) -> ExeScriptCommand:
+        if self.command is not None:
+            return self.command
+        assert storage is not None
+        if self.is_upload:
+            if self.upload_path is not None:
+                self.url = storage.publish_file(self.upload_path)
+            else:
+                assert self.upload_data is not None
+                self.url = storage.publish_bytes(self.upload_data)
+            assert self.dst is not None
+            return Transfer(from_=self.url, to=f"container:{self.dst}")
+        assert self.download_src is not None
+        self.receipt = storage.receive(self.limit, path=self.download_path)
+        return Transfer(from_=f"container:{self.download_src}", to=self.receipt.url)
+
+    def clean_up(self, storage: HttpStorage | None) -> None:
+        if storage is None:
+            return
+        if self.url is not None:
+            storage.unpublish(self.url)
+        if self.receipt is not None:
+            storage.forget(self.receipt)
+
+
+class _StreamFollower:
+    """What the batch's event stream said so far: exit codes and output chunks per command."""
+
+    def __init__(self) -> None:
+        self.codes: dict[int, int] = {}
+        self.stdout: dict[int, list[str]] = {}
+        self.stderr: dict[int, list[str]] = {}
+        self.ended = False
+        self._changed = trio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def run(self, script: Script, batch_id: str) -> None:
+        ctx = script.ctx
+        await trio.lowlevel.checkpoint()
+        try:
+            async with ctx.yagna.activity.open_exec_stream(ctx.activity_id, batch_id) as stream:
+                async for event in stream:
+                    kind = event.kind
+                    if isinstance(kind, StdOut | StdErr):
+                        chunks = self.stdout if isinstance(kind, StdOut) else self.stderr
+                        text = _text(kind.output)
+                        if text:
+                            chunks.setdefault(event.index, []).append(text)
+                    elif isinstance(kind, Finished):
+                        self.codes[event.index] = kind.return_code
+                        self._notify()
+        except YagnaError as exc:
+            # Polling stays the authority; the stream only adds exit codes and output.
+            logger.debug(
+                "event stream of batch %s ended: %s",
+                batch_id,
+                exc,
+                extra={"activity_id": ctx.activity_id, "agreement_id": ctx.agreement_id},
+            )
+        finally:
+            self.ended = True
+            self._notify()
+
+    async def wait_finished(self, index: int) -> None:
+        with trio.move_on_after(STREAM_GRACE):
+            await trio.lowlevel.checkpoint()
+            while index not in self.codes and not self.ended:
+                await self._changed.wait()
+
+    def output(self, index: int, stderr: bool = False) -> str | None:
+        chunks = (self.stderr if stderr else self.stdout).get(index)
+        return "".join(chunks) if chunks else None
+
+
+class Script:
+    """An ordered batch of commands for one activity.
+
+    Each command method appends a command and returns its :class:`CommandHandle`;
+    ``await script`` (or :meth:`execute`) runs the batch and returns the results in command
+    order. ``timeout`` (seconds, ``None``: none) bounds the whole batch. ``wait_for_results``
+    is kept for the generator style: when false, a handler that yields the script gets it back
+    without waiting for it to finish.
+
+    Get one from :meth:`WorkContext.new_script`. A script runs once.
+    """
+
+    def __init__(
+        self, ctx: WorkContext, timeout: float | None = None, wait_for_results: bool = True
+    ) -> None:
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be positive (or None)")
+        self.ctx = ctx
+        self.timeout = timeout
+        self.wait_for_results = wait_for_results
+        self._steps: list[_Step] = []
+        self._executed = False
+        self._results: list[Result] | None = None
+
+    def __repr__(self) -> str:
+        state = "executed" if self._executed else "pending"
+        return f"<Script activity={self.ctx.activity_id} commands={len(self._steps)} {state}>"
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """The commands so far, as text."""
+        return tuple(step.text for step in self._steps)
+
+    @property
+    def deploys(self) -> bool:
+        """Whether the script has a ``deploy`` command."""
+        return any(isinstance(step.command, Deploy) for step in self._steps)
+
+    @property
+    def handles(self) -> tuple[CommandHandle, ...]:
+        """The commands' handles, in order."""
+        return tuple(step.handle for step in self._steps)
+
+    @property
+    def results(self) -> list[Result]:
+        """The results of a successful run; ``RuntimeError`` before that."""
+        if self._results is None:
+            raise RuntimeError("the script has not run successfully (yet)")
+        return list(self._results)
+
+    # --- building -----------------------------------------------------------------------------
+
+    def _add(self, command: ExeScriptCommand | None, text: str, **extra: Any) -> CommandHandle:
+        if self._executed:
+            raise RuntimeError("this script was already executed; make a new one")
+        handle = CommandHandle(len(self._steps), text)
+        self._steps.append(_Step(command, text, handle, **extra))
+        return handle
+
+    def _storage(self, what: str) -> HttpStorage:
+        storage = self.ctx.storage
+        if storage is None:
+            raise TransferUnavailable(
+                f"{what}: this WorkContext has no storage for file transfers "
+                "(give it one, e.g. from open_http_storage())"
+            )
+        return storage
+
+    def add(self, command: ExeScriptCommand, text: str | None = None) -> CommandHandle:
+        """Append any exe-script command (a custom one, or one built by hand)."""
+        return self._add(command, text or command.NAME)
+
+    def deploy(self, **kwargs: Any) -> CommandHandle:
+        """Append ``deploy``. ``kwargs`` are :class:`~golem_trio.yagna.Deploy` fields (``net``,
+        ``hosts``, ``hostname``, ``volumes``, ``env``, ``progress``) over the context's
+        ``deploy_args``; yapapi's ``progress_args`` is taken as ``progress`` (a mapping, or an
+        attrs instance turned into one)."""
+        args = dict(self.ctx.deploy_args)
+        args.update(kwargs)
+        progress_args = args.pop("progress_args", None)
+        if progress_args is not None:
+            if attrs.has(type(progress_args)):
+                progress_args = {
+                    key: value
+                    for key, value in attrs.asdict(progress_args).items()
+                    if value is not None
+                }
+            args["progress"] = dict(progress_args)
+        unknown = sorted(set(args) - _DEPLOY_FIELDS)
+        if unknown:
+            raise TypeError(f"deploy() got unknown arguments: {', '.join(unknown)}")
+        return self._add(Deploy(**args), "deploy")
+
+    def start(self, *args: str) -> CommandHandle:
+        """Append ``start`` with ``args``."""
+        return self._add(Start(list(args)), " ".join(["start", *args]))
+
+    def run(
+        self,
+        cmd: str,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        capture: Capture | None = None,
+    ) -> CommandHandle:
+        """Append ``run cmd args...``; stdout and stderr are captured as text (at the end, or
+        streamed when the context streams output) unless ``capture`` says otherwise.
+
+        The daemon's ``run`` has no environment: with ``env``, the command runs as
+        ``/bin/sh -c 'export NAME=value; ...; exec "$0" "$@"' cmd args...`` (so the image needs
+        ``/bin/sh``). Variable names must be valid shell names (``ValueError`` otherwise).
+        """
+        text = " ".join(["run", cmd, *args])
+        if capture is None:
+            mode = CaptureMode(stream=self.ctx.stream_output, format=CaptureFormat.STR)
+            capture = Capture(stdout=mode, stderr=mode)
+        if env:
+            command = Run("/bin/sh", ["-c", _env_wrapper(env), cmd, *args], capture)
+        else:
+            command = Run(cmd, list(args), capture)
+        return self._add(command, text, is_run=True)
+
+    def upload_file(self, src_path: str | os.PathLike[str], dst: str) -> CommandHandle:
+        """Append a transfer of the local file ``src_path`` to ``dst`` in the activity (read
+        when the exe-unit fetches it). Needs the context's storage."""
+        self._storage("upload_file")
+        return self._add(
+            None, f"upload {os.fspath(src_path)} -> {dst}", upload_path=Path(src_path), dst=dst
+        )
+
+    def upload_bytes(self, data: bytes, dst: str) -> CommandHandle:
+        """Append a transfer of ``data`` to ``dst`` in the activity."""
+        self._storage("upload_bytes")
+        return self._add(
+            None, f"upload <{len(data)} bytes> -> {dst}", upload_data=bytes(data), dst=dst
+        )
+
+    def upload_json(self, obj: Any, dst: str) -> CommandHandle:
+        """Append a transfer of ``obj`` as JSON (UTF-8) to ``dst`` in the activity."""
+        self._storage("upload_json")
+        data = json.dumps(obj).encode()
+        return self._add(None, f"upload <json> -> {dst}", upload_data=data, dst=dst)
+
+    # yapapi's names from before 0.7.
+    send_file = upload_file
+    send_bytes = upload_bytes
+    send_json = upload_json
+
+    def download_file(self, src: str, dst_path: str | os.PathLike[str]) -> CommandHandle:
+        """Append a transfer of ``src`` in the activity to the local file ``dst_path``. The
+        handle resolves once the file is written."""
+        self._storage("download_file")
+        return self._add(
+            None,
+            f"download {src} -> {os.fspath(dst_path)}",
+            download_src=src,
+            download_path=Path(dst_path),
+        )
+
+    def download_bytes(self, src: str, limit: int = DEFAULT_DOWNLOAD_LIMIT) -> CommandHandle:
+        """Append a transfer of ``src`` in the activity into memory; the result's ``data`` holds
+        the bytes. More than ``limit`` bytes fail the command."""
+        self._storage("download_bytes")
+        return self._add(None, f"download {src}", download_src=src, limit=limit)
+
+    def download_json(self, src: str, limit: int = DEFAULT_DOWNLOAD_LIMIT) -> CommandHandle:
+        """As :meth:`download_bytes`; the result's ``json`` property decodes it."""
+        self._storage("download_json")
+        return self._add(None, f"download {src} (json)", download_src=src, limit=limit)
+
+    def terminate(self) -> CommandHandle:
+        """Append ``terminate`` (the exe-unit stops the activity's runtime)."""
+        return self._add(Terminate(), "terminate")
+
+    # --- running ------------------------------------------------------------------------------
+
+    def __await__(self) -> Generator[Any, None, list[Result]]:
+        return self.execute().__await__()
+
+    async def execute(self) -> list[Result]:
+        """Run the batch; its results, in command order.
+
+        Raises :class:`CommandExecutionError` for the first command that failed (its handle
+        raises the same; the handles of the later commands raise :class:`CommandNotRun`),
+        :class:`BatchTimeoutError` when ``timeout`` passed, :class:`ActivityGone` when the
+        activity was destroyed or terminated, and the daemon's errors
+        (:class:`~golem_trio.yagna.YagnaError`) as they are. Whatever happens, every handle has
+        resolved when this returns or raises. An empty script is a no-op returning ``[]``.
+
+        Cancellation: a checkpoint. If cancelled after the batch was sent, the batch may still
+        run on the provider (nothing stops it but terminating the activity); the handles that
+        had not resolved raise :class:`CommandNotRun`.
+        """
+        if self._executed:
+            raise RuntimeError("this script was already executed; make a new one")
+        self._executed = True
+        ctx = self.ctx
+        steps = list(self._steps)
+        if not steps:
+            await trio.lowlevel.checkpoint()
+            self._results = []
+            return []
+        results: list[Result] = []
+        batch_id: str | None = None
+        error: BaseException | None = None
+        try:
+            commands = [step.build(ctx.storage) for step in steps]
+            with trio.move_on_after(math.inf if self.timeout is None else self.timeout) as scope:
+                batch_id = await self._send(commands)
+                ctx._emit(ScriptSent(ctx.activity_id, ctx.agreement_id, batch_id, self.commands))
+                await self._collect(batch_id, steps, results)
+            if scope.cancelled_caught:
+                assert self.timeout is not None
+                raise BatchTimeoutError(self.timeout, **ctx._where())
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            for step in steps:
+                step.clean_up(ctx.storage)
+                step.handle._fail(
+                    CommandNotRun(
+                        command=step.text, index=step.handle.index, cause=error, **ctx._where()
+                    )
+                )
+            ctx._emit(ScriptFinished(ctx.activity_id, ctx.agreement_id, batch_id, error is None))
+        self._results = results
+        return list(results)
+
+    async def _send(self, commands: list[ExeScriptCommand]) -> str:
+        ctx = self.ctx
+        failure: YagnaError | None = None
+        try:
+            return await ctx.yagna.activity.exec(ctx.activity_id, commands)
+        except (NotFound, Gone) as exc:
+            raise ActivityGone(exc.message, **ctx._where()) from exc
+        except (ServerError, Conflict, DaemonUnreachable, DaemonTimeout) as exc:
+            failure = exc
+        await self._raise_if_gone(failure)
+        raise failure
+
+    async def _raise_if_gone(self, cause: BaseException | None) -> None:
+        """Raise :class:`ActivityGone` if the activity is destroyed or terminated; return if it
+        lives or the daemon cannot say (bounded by :data:`STATE_CHECK_BOUND`)."""
+        ctx = self.ctx
+        gone: ActivityGone | None = None
+        with trio.move_on_after(STATE_CHECK_BOUND):
+            await trio.lowlevel.checkpoint()
+            try:
+                state = await ctx.yagna.activity.get_state(ctx.activity_id)
+            except (NotFound, Gone) as exc:
+                gone = ActivityGone(exc.message, **ctx._where())
+            except YagnaError as exc:
+                logger.debug(
+                    "activity state unknown: %s",
+                    exc,
+                    extra={"activity_id": ctx.activity_id, "agreement_id": ctx.agreement_id},
+                )
+            else:
+                if not state.alive:
+                    reason = state.reason or state.error_message or "terminated"
+                    gone = ActivityGone(reason, **ctx._where())
+        if gone is not None:
+            raise gone from cause
+
+    async def _collect(self, batch_id: str, steps: list[_Step], results: list[Result]) -> None:
+        if not self.ctx.stream_output:
+            await self._poll(batch_id, steps, results, None)
+            return
+        follower = _StreamFollower()
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follower.run, self, batch_id)
+            try:
+                await self._poll(batch_id, steps, results, follower)
+            except Exception as exc:
+                failure = exc
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _poll(
+        self,
+        batch_id: str,
+        steps: list[_Step],
+        results: list[Result],
+        follower: _StreamFollower | None,
+    ) -> None:
+        """Ask for each command's result in turn until all are in or one failed."""
+        await trio.lowlevel.checkpoint()
+        while len(results) < len(steps):
+            index = len(results)
+            try:
+                got = await self._next(batch_id, index)
+            except ActivityGone as gone:
+                # The command that was running is the one the activity died in.
+                steps[index].handle._fail(gone)
+                raise
+            mine = [r for r in got if r.index == index]
+            if not mine:
+                continue
+            # (With a command index, the daemon marks the awaited result as the batch's end
+            # whether or not it is: only a failure or the last command ends the batch.)
+            await self._take(steps[index], mine[-1], results, follower)
+
+    async def _next(self, batch_id: str, index: int) -> list[ExeScriptCommandResult]:
+        """One long poll for the result of command ``index``; ``[]`` if it is not in yet."""
+        await trio.lowlevel.checkpoint()
+        ctx = self.ctx
+        failure: YagnaError | None = None
+        try:
+            got = await ctx.yagna.activity.get_exec_batch_results(
+                ctx.activity_id, batch_id, wait=POLL_WAIT, command_index=index
+            )
+        except (NotFound, Gone) as exc:
+            raise ActivityGone(exc.message, **ctx._where()) from exc
+        except (ServerError, DaemonUnreachable, DaemonTimeout) as exc:
+            failure = exc
+        if failure is not None:
+            await self._raise_if_gone(failure)
+            raise failure
+        if not got:
+            # Nothing new within the wait: make sure the activity still lives.
+            await self._raise_if_gone(None)
+        return got
+
+    async def _take(
+        self,
+        step: _Step,
+        raw: ExeScriptCommandResult,
+        results: list[Result],
+        follower: _StreamFollower | None,
+    ) -> None:
+        """Turn one command's daemon result into a :class:`Result` (or its error)."""
+        await trio.lowlevel.checkpoint()
+        ctx = self.ctx
+        index = step.handle.index
+        ok = raw.result is CommandResult.OK
+        stdout, stderr = _text(raw.stdout), _text(raw.stderr)
+        exit_code: int | None = None
+        if step.is_run:
+            found = _EXIT_CODE.search(raw.message or "")
+            exit_code = 0 if ok else (int(found.group(1)) if found else None)
+        if follower is not None:
+            await follower.wait_finished(index)
+            if step.is_run and index in follower.codes:
+                exit_code = follower.codes[index]
+            stdout = stdout if stdout is not None else follower.output(index)
+            stderr = stderr if stderr is not None else follower.output(index, stderr=True)
+        ok = ok and exit_code in (0, None)
+        message = raw.message
+        data: bytes | None = None
+        if ok and step.receipt is not None:
+            data, message, ok = await self._finish_download(step, step.receipt, message)
+        ctx._emit(
+            CommandExecuted(
+                ctx.activity_id, ctx.agreement_id, index, step.text, ok, exit_code, stdout, stderr
+            )
+        )
+        if ok:
+            result = Result(index, step.text, True, exit_code, stdout, stderr, message, data)
+            results.append(result)
+            step.handle._resolve(result)
+            return
+        try:
+            await self._raise_if_gone(None)
+        except ActivityGone as gone:
+            step.handle._fail(gone)
+            raise
+        error = CommandExecutionError(
+            command=step.text,
+            index=index,
+            exit_code=exit_code,
+            stdout=stdout,
+            stderr=stderr,
+            message=message,
+            **ctx._where(),
+        )
+        step.handle._fail(error)
+        raise error
+
+    async def _finish_download(
+        self, step: _Step, receipt: Receipt, message: str | None
+    ) -> tuple[bytes | None, str | None, bool]:
+        """Wait for a download's bytes; ``(data, message, ok)``."""
+        data: bytes | None = None
+        problem: str | None = None
+        with trio.move_on_after(DOWNLOAD_GRACE) as scope:
+            await trio.lowlevel.checkpoint()
+            try:
+                data = await receipt.wait()
+            except ReceiveFailed as exc:
+                problem = f"download refused: {exc}"
+        if scope.cancelled_caught:
+            problem = "the downloaded file did not arrive"
+        if problem is not None:
+            return None, problem, False
+        if step.download_path is not None:
+            self.ctx._emit(DownloadFinished(self.ctx.activity_id, step.download_path))
+        return data, message, True

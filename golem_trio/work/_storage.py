@@ -1,0 +1,239 @@
+"""File transfer storage: a small HTTP server on loopback that the exe-unit GETs uploads from
+and PUTs downloads to.
+
+Every published file, published blob and receipt has its own URL with a random, unguessable
+token (``secrets.token_urlsafe(32)``): a GET of a published token serves its content, a PUT to a
+receipt's token stores the body (at most ``limit`` bytes; more is answered with 413). Anything
+else is a 404 (or 405). The exe-unit's uploads send a ``Content-Length`` and a streamed body;
+both a known and an unknown length are accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+__all__ = ["HttpStorage", "Receipt", "ReceiveFailed", "open_http_storage"]
+
+logger = logging.getLogger("golem_trio.work.storage")
+
+#: Seconds a stopping server waits for requests in flight.
+GRACEFUL_TIMEOUT = 0.5
+
+
+class ReceiveFailed(Exception):
+    """A PUT to a :class:`Receipt` was refused (too large, or the body broke off)."""
+
+
+@attrs.define(eq=False)
+class Receipt:
+    """Where the exe-unit PUTs one file: ``url``. The body is kept in memory (``data``) or,
+    when ``path`` is given, written to ``path`` (through a temporary file beside it, renamed
+    when complete). ``limit`` caps its size (``None``: no cap)."""
+
+    url: str
+    token: str = attrs.field(repr=False)
+    limit: int | None = None
+    path: Path | None = None
+    data: bytes | None = None
+    size: int = 0
+    error: str | None = None
+    _done: trio.Event = attrs.field(factory=trio.Event, repr=False)
+
+    @property
+    def done(self) -> bool:
+        """Whether a PUT arrived and ended (completely or with an error)."""
+        return self._done.is_set()
+
+    async def wait(self) -> bytes | None:
+        """Wait for the PUT; returns the body when kept in memory, ``None`` when written to
+        ``path``. Raises :class:`ReceiveFailed` if it was refused.
+
+        Cancellation: a checkpoint; cancelling only stops the waiting.
+        """
+        await self._done.wait()
+        if self.error is not None:
+            raise ReceiveFailed(self.error)
+        return self.data if self.path is None else None
+
+    def _finish(self, error: str | None = None) -> None:
+        self.error = error
+        self._done.set()
+
+
+class HttpStorage:
+    """A running transfer server; get one from :func:`open_http_storage`.
+
+    ``base_url`` is where it listens (``http://127.0.0.1:<port>``).
+    """
+
+    def __init__(self) -> None:
+        self.base_url = ""
+        self._files: dict[str, Path] = {}
+        self._blobs: dict[str, bytes] = {}
+        self._receipts: dict[str, Receipt] = {}
+        self.app = Starlette(routes=[Route("/{token}", self._serve, methods=["GET", "PUT"])])
+
+    def __repr__(self) -> str:
+        return f"<HttpStorage {self.base_url or 'not serving'}>"
+
+    def _url(self, token: str) -> str:
+        return f"{self.base_url}/{token}"
+
+    @staticmethod
+    def _token_of(url: str) -> str:
+        return url.rstrip("/").rsplit("/", 1)[-1]
+
+    def publish_file(self, path: str | os.PathLike[str]) -> str:
+        """Serve the file at ``path`` (read when fetched); its URL."""
+        token = secrets.token_urlsafe(32)
+        self._files[token] = Path(path)
+        return self._url(token)
+
+    def publish_bytes(self, data: bytes) -> str:
+        """Serve ``data``; its URL."""
+        token = secrets.token_urlsafe(32)
+        self._blobs[token] = bytes(data)
+        return self._url(token)
+
+    def unpublish(self, url: str) -> None:
+        """Stop serving a published URL (unknown URLs are ignored)."""
+        token = self._token_of(url)
+        self._files.pop(token, None)
+        self._blobs.pop(token, None)
+
+    def receive(
+        self, limit: int | None = None, *, path: str | os.PathLike[str] | None = None
+    ) -> Receipt:
+        """A new PUT target for one file of at most ``limit`` bytes; written to ``path`` if
+        given, else kept in memory. Forget it with :meth:`forget` once done."""
+        if limit is not None and limit < 0:
+            raise ValueError("limit must not be negative")
+        token = secrets.token_urlsafe(32)
+        receipt = Receipt(self._url(token), token, limit, None if path is None else Path(path))
+        self._receipts[token] = receipt
+        return receipt
+
+    def forget(self, receipt: Receipt) -> None:
+        """Stop accepting PUTs for ``receipt``."""
+        self._receipts.pop(receipt.token, None)
+
+    async def _serve(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        if request.method == "GET":
+            await trio.lowlevel.checkpoint()
+            blob = self._blobs.get(token)
+            if blob is not None:
+                return Response(blob, media_type="application/octet-stream")
+            file = self._files.get(token)
+            if file is not None:
+                if not await trio.Path(file).is_file():
+                    return Response("not found\n", status_code=404)
+                return FileResponse(file, media_type="application/octet-stream")
+            return Response("not found\n", status_code=404)
+        receipt = self._receipts.get(token)
+        if receipt is None:
+            await trio.lowlevel.checkpoint()
+            return Response("not found\n", status_code=404)
+        if receipt.done:
+            await trio.lowlevel.checkpoint()
+            return Response("already received\n", status_code=409)
+        return await self._receive(request, receipt)
+
+    async def _receive(self, request: Request, receipt: Receipt) -> Response:
+        limit = receipt.limit
+        declared = request.headers.get("content-length")
+        too_large = declared is not None and declared.isdigit() and int(declared) > (limit or 0)
+        if limit is not None and too_large:
+            await trio.lowlevel.checkpoint()
+            receipt._finish(f"{declared} bytes, more than the limit of {limit}")
+            return Response("too large\n", status_code=413)
+        if receipt.path is None:
+            return await self._receive_to_memory(request, receipt)
+        return await self._receive_to_file(request, receipt, receipt.path)
+
+    async def _receive_to_memory(self, request: Request, receipt: Receipt) -> Response:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if receipt.limit is not None and size > receipt.limit:
+                    receipt._finish(f"more than the limit of {receipt.limit} bytes")
+                    return Response("too large\n", status_code=413)
+                chunks.append(chunk)
+        except Exception as exc:  # the body broke off; the client sees no answer anyway
+            receipt._finish(f"the upload broke off: {exc}")
+            raise
+        receipt.data = b"".join(chunks)
+        receipt.size = size
+        receipt._finish()
+        return Response(status_code=204)
+
+    async def _receive_to_file(self, request: Request, receipt: Receipt, path: Path) -> Response:
+        partial = path.with_name(f".{path.name}.{receipt.token[:8]}.part")
+        await trio.Path(path.parent).mkdir(parents=True, exist_ok=True)
+        size = 0
+        ok = False
+        file = await trio.open_file(partial, "wb")
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if receipt.limit is not None and size > receipt.limit:
+                    receipt._finish(f"more than the limit of {receipt.limit} bytes")
+                    return Response("too large\n", status_code=413)
+                await file.write(chunk)
+            ok = True
+        except Exception as exc:
+            receipt._finish(f"the upload broke off: {exc}")
+            raise
+        finally:
+            with trio.move_on_after(5, shield=True):
+                await file.aclose()
+                if ok:
+                    await trio.Path(partial).replace(path)
+                else:
+                    await trio.Path(partial).unlink(missing_ok=True)
+        receipt.size = size
+        receipt._finish()
+        return Response(status_code=204)
+
+
+@asynccontextmanager
+async def open_http_storage(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[HttpStorage]:
+    """Serve an :class:`HttpStorage` on ``host:port`` (``0``: any free port) with hypercorn's
+    trio worker, for the block's duration.
+
+    Keep it on loopback unless the exe-units are elsewhere: anyone who can reach the port and
+    knows a token can fetch or store that one file.
+
+    Cancellation: exiting the block (normally or by cancellation) stops the server; transfers
+    in flight are cut off.
+    """
+    storage = HttpStorage()
+    config = HypercornConfig()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logger
+    config.graceful_timeout = GRACEFUL_TIMEOUT
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(hypercorn_serve, storage.app, config)
+        storage.base_url = str(binds[0]).rstrip("/")
+        logger.debug("transfer storage serves at %s", storage.base_url)
+        try:
+            yield storage
+        finally:
+            nursery.cancel_scope.cancel()
