@@ -11,6 +11,11 @@ from ._faults import FaultPlan as FaultPlan
 from ._faults import Faults as Faults
 from ._faults import ScheduledFault as ScheduledFault
 from ._faults import load_plan as load_plan
+from ._images import ImageInfo as ImageInfo
+from ._images import ImageManifestError as ImageManifestError
+from ._images import discover_images as discover_images
+from ._images import images_from_env as images_from_env
+from ._images import load_image_folder as load_image_folder
 from ._ledger import ledger as ledger
 from ._local_runtime import BubblewrapMissing as BubblewrapMissing
 from ._local_runtime import ImageStore as ImageStore
@@ -32,6 +37,8 @@ __all__ = [
     "FaultKind",
     "FaultPlan",
     "Faults",
+    "ImageInfo",
+    "ImageManifestError",
     "ImageStore",
     "LocalNet",
     "LocalRuntimeConfig",
@@ -41,7 +48,10 @@ __all__ = [
     "RuntimeContext",
     "RuntimeFactory",
     "ScheduledFault",
+    "discover_images",
+    "images_from_env",
     "ledger",
+    "load_image_folder",
     "load_plan",
     "local_runtime_factory",
     "open_localnet",

@@ -11,6 +11,8 @@ Images
     registry hash, so ``vm.repo(image_hash=...)`` style demands find it offline. The folder's
     content becomes the sandbox's ``/golem`` (an image with ``run/service.py`` offers
     ``/golem/run/service.py``); ``/golem/{input,output,work,resource,run,out}`` always exist.
+    ``ImageStore.register(folder, as_hash=...)`` lets a folder stand in for a published image
+    of that hash; :mod:`._images` finds folders that say so in a ``golem-image.json``.
 
 The sandbox
     ``deploy`` copies the image into a fresh folder under the runtime root and starts one
@@ -100,6 +102,7 @@ _SERVER_SOURCE = Path(__file__).with_name("_sandbox_server.py")
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _HASH_RE = re.compile(r"^hash:(?://)?sha3:([0-9a-fA-F]+)(?::.*)?$")
 _HEX_RE = re.compile(r"^[0-9a-fA-F]{56}$")
+_LOWER_HEX_RE = re.compile(r"^[0-9a-f]{56}\Z")
 _CHUNK = 1 << 16
 #: ``hash:sha3:<hex>:<url>`` (or ``hash://sha3:``): a download checked against its digest.
 _VERIFIED_RE = re.compile(r"^hash:(?://)?sha3:([0-9a-fA-F]+):(.+)$")
@@ -182,10 +185,26 @@ class ImageStore:
     def __init__(self) -> None:
         self._images: dict[str, Path] = {}
 
-    def register(self, folder: str | os.PathLike[str]) -> str:
-        """Register ``folder`` as an image; its hash (what ``vm.repo(image_hash=...)`` takes)."""
+    def register(self, folder: str | os.PathLike[str], *, as_hash: str | None = None) -> str:
+        """Register ``folder`` as an image; its hash (what ``vm.repo(image_hash=...)`` takes).
+
+        By default the hash is the folder's own :func:`image_hash`. With ``as_hash`` (56
+        lower-case hex digits, a published image's sha3-224) the folder stands in for that
+        image instead, so a demand naming the published hash gets this folder; a malformed
+        ``as_hash`` is a :class:`ValueError`.
+        """
         path = Path(folder).resolve()
-        digest = image_hash(path)
+        if as_hash is None:
+            digest = image_hash(path)
+        else:
+            if not isinstance(as_hash, str) or _LOWER_HEX_RE.match(as_hash) is None:
+                raise ValueError(
+                    f"as_hash must be a sha3-224 image hash (56 lower-case hex digits), "
+                    f"not {as_hash!r}"
+                )
+            if not path.is_dir():
+                raise NotADirectoryError(f"image folder {str(path)!r} is not a directory")
+            digest = as_hash
         self._images[digest] = path
         return digest
 
