@@ -201,6 +201,8 @@ class PaymentProcessor:
         #: activity id -> when we started it, until its first debit note.
         #: agreement id -> (timestamp, amount) of its last accepted debit note.
         self.report: PaymentReport | None = None
+        self._hurried = False
+        self._drain_scope: trio.CancelScope | None = None
 
     @property
     def events(self) -> tuple[PaymentEvent, ...]:
@@ -240,6 +242,13 @@ class PaymentProcessor:
         if billing.ended_at is None:
             billing.agreement_ended(self._now())
         self.budget.closed(agreement_id)
+
+    def hurry(self) -> None:
+        """Stop waiting for outstanding invoices at exit (those not in yet stay unpaid and
+        are reported); the allocation is still released."""
+        self._hurried = True
+        if self._drain_scope is not None:
+            self._drain_scope.cancel()
 
     # --- internals ---
 
@@ -515,8 +524,12 @@ async def open_payments(
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        with trio.move_on_after(invoice_wait, shield=True):
+        with trio.move_on_after(invoice_wait, shield=True) as drain:
+            processor._drain_scope = drain
+            if processor._hurried:
+                drain.cancel()
             await processor._drain_invoices()
+        processor._drain_scope = None
         with trio.move_on_after(call_timeout, shield=True):
             try:
                 await yagna.payment.release_allocation(allocation.allocation_id)

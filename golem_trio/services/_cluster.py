@@ -1,0 +1,330 @@
+"""``Cluster``: the instances of one service class, and the handle to control them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import random
+import uuid
+from collections import Counter
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+import trio
+
+from ..events import ClusterStarted
+from ..events import ClusterStopped as ClusterStoppedEvent
+from ..market import Negotiation, Payload, build_demand, open_negotiation
+from ._engine import EngineContext
+from ._instance import ServiceInstance
+from ._policy import HealthCheck, RestartPolicy
+from ._reasons import ClusterStopped, StopReason
+from ._service import Service
+from ._state import ServiceState, StateChange
+
+__all__ = ["Cluster", "ClusterClosed", "InstancesLost", "Stopping"]
+
+logger = logging.getLogger("golem_trio.services")
+
+S = TypeVar("S", bound=Service)
+
+
+class ClusterClosed(RuntimeError):
+    """The cluster was stopped: it spawns nothing any more."""
+
+
+class InstancesLost(RuntimeError):
+    """``wait_running`` can no longer succeed: too few instances are left alive."""
+
+
+class Stopping:
+    """Returned by the stop methods: the stop has begun; ``await`` it to wait until every
+    affected instance is terminated (each stop is bounded by the stopping phase's bounds)."""
+
+    def __init__(self, instances: Iterable[ServiceInstance]) -> None:
+        self._instances = list(instances)
+
+    async def wait(self) -> None:
+        """Wait for the instances to finish. Cancellation: only the wait is cancelled."""
+        await trio.lowlevel.checkpoint()
+        for instance in self._instances:
+            await instance.done.wait()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self.wait().__await__()
+
+
+class Cluster(Generic[S]):
+    """The instances of one service, made by ``Golem.run_service``.
+
+    ``instances`` lists every service object the cluster made, terminated ones included (as
+    yapapi does); ``live_instances`` only those not finished.
+    """
+
+    def __init__(
+        self,
+        engine: EngineContext,
+        service_class: type[S],
+        payload: Payload,
+        *,
+        expiration: dt.datetime | None,
+        restart: RestartPolicy,
+        health: HealthCheck,
+        seed: int | None = None,
+        negotiation_options: Mapping[str, Any] | None = None,
+        demand_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.engine = engine
+        self.service_class = service_class
+        self.payload = payload
+        self.expiration = expiration
+        self.restart = restart
+        self.health = health
+        self._rng = random.Random(seed)
+        self._negotiation_options = dict(negotiation_options or {})
+        self._demand_options = dict(demand_options or {})
+        self._instances: list[ServiceInstance] = []
+        self._nursery: trio.Nursery | None = None
+        self._market: Negotiation | None = None
+        self._closed = False
+        self._close_reason: StopReason | None = None
+        self._stop_requested = trio.Event()
+        self._finished = trio.Event()
+        self._changed = trio.Event()
+        self._counter = itertools.count()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @property
+    def instances(self) -> list[S]:
+        """Every service object of the cluster (a copy), oldest first."""
+        return [i.service for i in self._instances]  # type: ignore[misc]
+
+    @property
+    def live_instances(self) -> list[S]:
+        """The service objects that are not finished."""
+        return [i.service for i in self._instances if not i.finished]  # type: ignore[misc]
+
+    @property
+    def records(self) -> list[ServiceInstance]:
+        """The engine's records of every instance (state history, stop reasons)."""
+        return list(self._instances)
+
+    def states(self) -> Counter[ServiceState]:
+        """How many instances are in each state."""
+        return Counter(i.state for i in self._instances)
+
+    @property
+    def market(self) -> Negotiation:
+        if self._market is None:
+            raise RuntimeError("the cluster is not running")
+        return self._market
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __iter__(self) -> Iterator[S]:
+        return iter(self.instances)
+
+    def __len__(self) -> int:
+        return len(self._instances)
+
+    def __repr__(self) -> str:
+        states = ", ".join(f"{s.value}={n}" for s, n in self.states().items())
+        return f"<Cluster {self.id} {self.service_class.__name__} [{states}]>"
+
+    # --- waiting ---------------------------------------------------------------------------
+
+    async def wait_running(self, n: int | None = None) -> list[S]:
+        """Wait until at least ``n`` instances (default: every live one) are running at once;
+        returns the running ones.
+
+        Bound the wait with the caller's own scope (``with trio.fail_after(300): ...``).
+        Raises :class:`InstancesLost` when it can no longer happen (fewer than ``n`` instances
+        are left that could run) and :class:`ClusterClosed` when the cluster stops.
+        Cancellation: only the wait is cancelled.
+        """
+        await trio.lowlevel.checkpoint()
+        while True:
+            running = [i for i in self._instances if i.state is ServiceState.RUNNING]
+            want = n if n is not None else len([i for i in self._instances if not i.finished])
+            if want > 0 and len(running) >= want:
+                return [i.service for i in running]  # type: ignore[misc]
+            if self._closed:
+                raise ClusterClosed(f"cluster {self.id} was stopped")
+            possible = len([i for i in self._instances if not i.finished])
+            if n is not None and possible < n:
+                raise InstancesLost(
+                    f"only {possible} instance(s) of {self.service_class.__name__} are left; "
+                    f"{n} cannot run"
+                )
+            await self._changed.wait()
+
+    async def wait_finished(self) -> None:
+        """Wait until every instance is finished (terminated with no restart to come)."""
+        await trio.lowlevel.checkpoint()
+        while any(not i.finished for i in self._instances):
+            await self._changed.wait()
+
+    # --- control ---------------------------------------------------------------------------
+
+    def spawn_instances(
+        self,
+        num_instances: int | None = None,
+        instance_params: Iterable[Mapping[str, Any]] | None = None,
+    ) -> list[S]:
+        """Start more instances (scale up); returns the new service objects.
+
+        ``num_instances`` wins over the length of ``instance_params`` (keyword arguments of
+        the service class, one mapping per instance); running out of params raises
+        ``ValueError``. Without either, one instance.
+        """
+        if self._closed:
+            raise ClusterClosed(f"cluster {self.id} was stopped; it spawns nothing more")
+        if self._nursery is None:
+            raise RuntimeError("the cluster is not running")
+        if num_instances is None and instance_params is None:
+            num_instances = 1
+        if num_instances is not None and num_instances < 0:
+            raise ValueError(f"num_instances must be >= 0, got {num_instances}")
+        params_iter = iter(instance_params) if instance_params is not None else None
+        made: list[S] = []
+        count = 0
+        while num_instances is None or count < num_instances:
+            if params_iter is None:
+                params: Mapping[str, Any] = {}
+            else:
+                try:
+                    params = next(params_iter)
+                except StopIteration:
+                    if num_instances is None:
+                        break
+                    raise ValueError(
+                        f"instance_params iterable depleted after {count} spawned instances."
+                    ) from None
+            service = self.service_class(**params)
+            record = ServiceInstance(service, self, next(self._counter))
+            self._instances.append(record)
+            self._nursery.start_soon(
+                record.supervise, random.Random(self._rng.random()), name=f"instance-{record.id}"
+            )
+            made.append(service)
+            count += 1
+        self._notify()
+        return made
+
+    def stop(self, reason: StopReason | None = None) -> Stopping:
+        """Stop every instance for good and spawn nothing more. Sync; ``await`` the result to
+        wait until they are all terminated. Idempotent."""
+        reason = reason or ClusterStopped()
+        if not self._closed:
+            self._closed = True
+            self._close_reason = reason
+        records = list(self._instances)
+        for record in records:
+            record.stop(reason)
+        self._stop_requested.set()
+        self._notify()
+        return Stopping(records)
+
+    def stop_instance(self, service: S, reason: StopReason | None = None) -> Stopping:
+        """Stop one instance for good (it is not restarted). ``await`` to wait for it."""
+        record = self._record(service)
+        record.stop(reason or ClusterStopped("stopped by stop_instance"))
+        return Stopping([record])
+
+    def scale(self, n: int) -> Stopping:
+        """Make the number of live instances ``n``: spawn more, or stop the surplus (those not
+        running first, newest first). ``await`` the result to wait for the stopped ones."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        live = [i for i in self._instances if not i.finished and not i._for_good]
+        if n > len(live):
+            self.spawn_instances(n - len(live))
+            return Stopping([])
+        order = sorted(
+            live, key=lambda i: (i.state is ServiceState.RUNNING, i.index), reverse=False
+        )
+        surplus = order[: len(live) - n]
+        for record in surplus:
+            record.stop(ClusterStopped("scaled down"))
+        return Stopping(surplus)
+
+    def hurry(self) -> None:
+        for record in self._instances:
+            record.hurry()
+
+    def ban(self, provider_id: str, reason: str) -> None:
+        if self._market is not None:
+            self._market.bans.ban(provider_id, reason, trio.current_time())
+
+    def _record(self, service: S) -> ServiceInstance:
+        for record in self._instances:
+            if record.service is service:
+                return record
+        raise ValueError(f"{service!r} is not an instance of cluster {self.id}")
+
+    # --- engine side -----------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _state_changed(self, instance: ServiceInstance, change: StateChange) -> None:
+        self._notify()
+
+    def _instance_done(self, instance: ServiceInstance) -> None:
+        self._notify()
+
+    async def run(
+        self,
+        num_instances: int | None,
+        instance_params: Iterable[Mapping[str, Any]] | None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Publish the demand and supervise the instances until :meth:`stop`."""
+        engine = self.engine
+        expiration = self.expiration or (engine.now() + dt.timedelta(minutes=180))
+        self.expiration = expiration
+        demand = build_demand(
+            self.payload,
+            expiration=expiration,
+            payment_platform=engine.platform,
+            subnet_tag=engine.subnet_tag,
+            now=engine.now(),
+            **self._demand_options,
+        )
+        try:
+            async with open_negotiation(
+                engine.yagna,
+                demand,
+                platform=engine.platform,
+                emit=engine.emit,
+                now=engine.now,
+                **self._negotiation_options,
+            ) as market:
+                self._market = market
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self.spawn_instances(num_instances, instance_params)
+                    engine.emit(
+                        ClusterStarted(
+                            cluster_id=self.id,
+                            service_class=self.service_class.__name__,
+                            num_instances=len(self._instances),
+                        )
+                    )
+                    task_status.started()
+                    await self._stop_requested.wait()
+        finally:
+            self._closed = True
+            self._nursery = None
+            self._finished.set()
+            self._notify()
+            engine.emit(
+                ClusterStoppedEvent(cluster_id=self.id, service_class=self.service_class.__name__)
+            )

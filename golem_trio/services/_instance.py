@@ -1,0 +1,519 @@
+"""The life of one service instance, as cancel scopes (DESIGN §4).
+
+A *life* is: sign an agreement and create its activity (``pending``), run ``start``
+(``starting``), run ``run`` (``running``), all inside one cancel scope owned by the instance;
+then, after that scope, the stopping phase in a shielded scope with a deadline: the user's
+``shutdown`` handler (bounded by ``Timeouts.shutdown``; only if the life reached ``running``),
+then the activity destroyed and the agreement terminated with a ``golem.requestor.code``
+(bounded by ``Timeouts.cleanup``, never skipped). External events cancel the life's scope
+with a typed reason (:meth:`ServiceInstance.cancel`). :meth:`ServiceInstance.supervise` runs
+lives until the restart policy says no.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from ..events import (
+    ActivityCreated,
+    ActivityDestroyed,
+    AgreementTerminated,
+    InstanceRestarting,
+    ServiceFinished,
+    ServiceStateChanged,
+)
+from ..events import (
+    HealthCheckFailed as HealthCheckFailedEvent,
+)
+from ..market import AgreementInfo
+from ..payment import BillingTermsError
+from ..work import ActivityGone, Result, Script, WorkContext
+from ..yagna import AgreementTerminatedEvent, Reason, YagnaError
+from ._policy import HealthCheck, RestartTracker
+from ._reasons import (
+    Aborted,
+    ActivityDied,
+    Expired,
+    HandlerFailed,
+    HealthCheckFailed,
+    ProviderTerminated,
+    ProvisioningFailed,
+    RunFinished,
+    StopReason,
+)
+from ._service import Service, drive_handler
+from ._state import ServiceState, StateChange, StateMachine, Trigger
+
+if TYPE_CHECKING:
+    from ._cluster import Cluster
+
+__all__ = ["ServiceInstance"]
+
+logger = logging.getLogger("golem_trio.services")
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+@attrs.define(eq=False)
+class ServiceInstance:
+    """The engine's record of one instance: its state machine, its current agreement and
+    activity, and why each of its lives ended."""
+
+    service: Service
+    cluster: Cluster[Any]
+    index: int
+    machine: StateMachine = attrs.field(factory=StateMachine)
+    #: Why the current (or last) life ended; ``None`` while it lives.
+    stop_reason: StopReason | None = None
+    #: The reason of every life, oldest first.
+    stop_reasons: list[StopReason] = attrs.field(factory=list)
+    #: The error that ended the last life, when one did.
+    error: BaseException | None = None
+    agreement: AgreementInfo | None = None
+    activity_id: str | None = None
+    lives: int = 0
+    reached_running: bool = False
+    #: Whether the user's ``shutdown`` handler ran in the last life, and whether the stopping
+    #: phase had to be cut short by its bounds.
+    shutdown_ran: bool = False
+    shutdown_timed_out: bool = False
+    cleanup_timed_out: bool = False
+    _life: trio.CancelScope | None = None
+    _requested: StopReason | None = None
+    _for_good: bool = False
+    _shutdown_scope: trio.CancelScope | None = None
+    _deployed: bool = False
+    _provider_ended: AgreementTerminatedEvent | None = None
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self.machine.on_change = self._changed
+        self.service._instance = self
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.service.id
+
+    @property
+    def state(self) -> ServiceState:
+        return self.machine.state
+
+    @property
+    def history(self) -> Sequence[StateChange]:
+        return tuple(self.machine.history)
+
+    @property
+    def provider_id(self) -> str | None:
+        return self.agreement.provider_id if self.agreement else None
+
+    @property
+    def provider_name(self) -> str | None:
+        return self.agreement.provider_name if self.agreement else None
+
+    @property
+    def stopped_for_good(self) -> bool:
+        """A deliberate stop was asked for: no further life will start."""
+        return self._for_good
+
+    @property
+    def finished(self) -> bool:
+        """No more lives: terminated and not going to restart."""
+        return self.done.is_set()
+
+    # --- control ---------------------------------------------------------------------------
+
+    def cancel(self, reason: StopReason) -> None:
+        """End the current life for ``reason`` (the first reason of a life wins). Sync and
+        idempotent; callable from any task, even before the life started."""
+        if self._requested is None:
+            self._requested = reason
+        if self._life is not None:
+            self._life.cancel(reason=reason.message)
+
+    def stop(self, reason: StopReason) -> None:
+        """End the current life and never start another one."""
+        self._for_good = True
+        self.cancel(reason)
+
+    def hurry(self) -> None:
+        """Cut the user's ``shutdown`` handler short (cleanup still runs)."""
+        if self._shutdown_scope is not None:
+            self._shutdown_scope.cancel()
+
+    # --- events ----------------------------------------------------------------------------
+
+    def _changed(self, change: StateChange) -> None:
+        self.cluster._state_changed(self, change)
+        self.cluster.engine.emit(
+            ServiceStateChanged(
+                cluster_id=self.cluster.id,
+                instance_id=self.id,
+                service_class=type(self.service).__name__,
+                old=change.old.value,
+                new=change.new.value,
+                trigger=change.trigger.value,
+                reason=change.reason,
+                provider_id=self.provider_id,
+                provider_name=self.provider_name,
+            )
+        )
+
+    # --- supervision -----------------------------------------------------------------------
+
+    async def supervise(self, rng: random.Random) -> None:
+        """Run lives until the restart policy (or a deliberate stop) ends the instance.
+
+        Cancellation: the current life is stopped as by :class:`Aborted` (its stopping phase
+        still runs, shielded and bounded) and ``Cancelled`` propagates.
+        """
+        policy = self.cluster.restart
+        tracker = RestartTracker(policy)
+        try:
+            while True:
+                reason = await self._live()
+                if self._for_good or not policy.wants(reason, self.reached_running):
+                    return
+                if not tracker.allow(trio.current_time()):
+                    logger.warning(
+                        "%r: %d restarts within %.0f s; not restarting",
+                        self.service,
+                        policy.max_restarts,
+                        policy.window,
+                    )
+                    return
+                delay = policy.delay(tracker.attempts, rng)
+                avoided = None
+                if reason.failure and policy.avoid_failed_provider and self.provider_id:
+                    avoided = self.provider_id
+                    self.cluster.ban(avoided, reason.code)
+                self.cluster.engine.emit(
+                    InstanceRestarting(
+                        cluster_id=self.cluster.id,
+                        instance_id=self.id,
+                        service_class=type(self.service).__name__,
+                        attempt=tracker.attempts,
+                        delay=delay,
+                        avoided_provider=avoided,
+                    )
+                )
+                await self.service.reset()
+                await trio.sleep(delay)
+                if self.stopped_for_good:
+                    return
+                self.machine.fire(Trigger.RESTART, f"restart {tracker.attempts}")
+        finally:
+            self.done.set()
+            self.cluster._instance_done(self)
+
+    async def _live(self) -> StopReason:
+        """One life; returns why it ended."""
+        self.lives += 1
+        self.stop_reason = None
+        self.error = None
+        self.agreement = None
+        self.activity_id = None
+        self.reached_running = False
+        self.shutdown_ran = self.shutdown_timed_out = self.cleanup_timed_out = False
+        self._deployed = False
+        self._provider_ended = None
+        if not self._for_good:
+            self._requested = None
+        life = trio.CancelScope()
+        self._life = life
+        if self._requested is not None:
+            life.cancel(reason=self._requested.message)
+        failure: StopReason | None = None
+        ctx: WorkContext | None = None
+        engine = self.cluster.engine
+        try:
+            with life:
+                expiration = self.cluster.expiration
+                if expiration is not None:
+                    life.deadline = engine.to_trio_time(expiration) - (
+                        engine.timeouts.expiration_margin
+                    )
+                phase = "provisioning"
+                try:
+                    ctx = await self._provision()
+                    async with trio.open_nursery() as nursery:
+                        phase = "start"
+                        await self._drive("start", nursery)
+                        self.reached_running = True
+                        self.machine.fire(Trigger.STARTED)
+                        health = self.cluster.health
+                        if health.interval is not None:
+                            nursery.start_soon(self._health_loop, health)
+                        phase = "run"
+                        await self._drive("run", nursery)
+                        failure = RunFinished()
+                        nursery.cancel_scope.cancel()
+                except* Exception as group:
+                    failure = self._classify(group, phase)
+        finally:
+            self._life = None
+            reason = self._requested or failure
+            if reason is None:
+                if life.cancelled_caught and self.cluster.expiration is not None:
+                    reason = Expired()
+                else:
+                    reason = Aborted()
+            self.stop_reason = reason
+            self.stop_reasons.append(reason)
+            timeouts = engine.timeouts
+            with trio.move_on_after(timeouts.shutdown + timeouts.cleanup + 1.0, shield=True):
+                await self._stop_phase(reason, ctx)
+            self._finish(reason)
+        return reason
+
+    def _classify(self, group: BaseExceptionGroup[Exception], phase: str) -> StopReason:
+        leaves = _leaves(group)
+        error: BaseException = leaves[0] if len(leaves) == 1 else group
+        self.error = error
+        gone = next((e for e in leaves if isinstance(e, ActivityGone)), None)
+        if gone is not None:
+            return ActivityDied(str(gone))
+        if phase == "provisioning":
+            return ProvisioningFailed(f"{type(error).__name__}: {error}", error)
+        logger.warning("%r: the %s handler failed: %r", self.service, phase, error)
+        return HandlerFailed(phase, error)
+
+    # --- phases ----------------------------------------------------------------------------
+
+    async def _provision(self) -> WorkContext:
+        engine = self.cluster.engine
+        market = self.cluster.market
+        info = await market.sign()
+        self.agreement = info
+        engine.watcher.watch(info.agreement_id, self._agreement_terminated)
+        try:
+            await engine.payments.add_agreement(info.agreement_id)
+        except BillingTermsError as exc:
+            raise _ProvisionError(f"unusable payment terms: {exc}") from exc
+        activity_id = await engine.yagna.activity.create_activity(info.agreement_id)
+        self.activity_id = activity_id
+        engine.payments.activity_started(info.agreement_id, activity_id)
+        engine.emit(
+            ActivityCreated(
+                agreement_id=info.agreement_id,
+                activity_id=activity_id,
+                provider_id=info.provider_id,
+                provider_name=info.provider_name,
+            )
+        )
+        ctx = WorkContext(
+            engine.yagna,
+            activity_id=activity_id,
+            agreement_id=info.agreement_id,
+            provider_id=info.provider_id,
+            provider_name=info.provider_name,
+            storage=engine.storage,
+            emit=engine.emit,
+            stream_output=engine.stream_output,
+        )
+        self.service._ctx = ctx
+        self.machine.fire(Trigger.ACTIVITY_READY, f"activity {activity_id}")
+        return ctx
+
+    async def _drive(self, name: str, nursery: trio.Nursery) -> None:
+        handler = getattr(self.service, name)
+        await drive_handler(
+            handler,
+            name=name,
+            run_script=self._run_script,
+            nursery=nursery,
+            close_timeout=self.cluster.engine.timeouts.close,
+        )
+
+    async def _run_script(self, script: Script) -> list[Result]:
+        if not self._deployed:
+            if script.deploys:
+                self._deployed = True
+            else:
+                # The handler did not deploy (the seed's `start` does not): do it first.
+                implicit = self.service._ctx.new_script()
+                implicit.deploy(**self.service.get_deploy_args())
+                implicit.start()
+                await implicit.execute()
+                self._deployed = True
+        return await script.execute()
+
+    async def _health_loop(self, health: HealthCheck) -> None:
+        assert health.interval is not None
+        failures = 0
+        while True:
+            await trio.sleep(health.interval)
+            detail = "probe returned False"
+            ok = False
+            # A probe that raises at once needs no cancel point.
+            with trio.move_on_after(health.probe_timeout) as probe_scope:  # noqa: ASYNC912
+                try:
+                    if health.probe is not None:
+                        ok = await health.probe(self.service)
+                    else:
+                        ok = await self.service.is_activity_responsive()
+                except ActivityGone as exc:
+                    self.cancel(ActivityDied(str(exc)))
+                    return
+                except Exception as exc:
+                    detail = f"{type(exc).__name__}: {exc}"
+            if probe_scope.cancelled_caught:
+                detail = f"no answer within {health.probe_timeout} s"
+            if ok:
+                failures = 0
+                continue
+            failures += 1
+            self.cluster.engine.emit(
+                HealthCheckFailedEvent(
+                    cluster_id=self.cluster.id,
+                    instance_id=self.id,
+                    activity_id=self.activity_id or "",
+                    failures=failures,
+                    detail=detail,
+                )
+            )
+            if failures >= health.failures:
+                if health.probe is None and await self._activity_terminated():
+                    self.cancel(ActivityDied(detail))
+                else:
+                    self.cancel(HealthCheckFailed(failures, detail))
+                return
+
+    async def _activity_terminated(self) -> bool:
+        if self.activity_id is None:
+            await trio.lowlevel.checkpoint()
+            return False
+        try:
+            with trio.fail_after(self.cluster.health.probe_timeout):
+                state = await self.cluster.engine.yagna.activity.get_state(self.activity_id)
+        except (YagnaError, trio.TooSlowError):
+            await trio.lowlevel.checkpoint()
+            return False
+        return not state.alive
+
+    def _agreement_terminated(self, event: AgreementTerminatedEvent) -> None:
+        if event.terminator != "Provider":
+            return
+        self._provider_ended = event
+        extra: dict[str, Any] = dict(event.reason.extra) if event.reason else {}
+        code = extra.get("golem.provider.code")
+        message = event.reason.message if event.reason else None
+        self.cancel(ProviderTerminated(str(code) if code is not None else None, message))
+
+    async def _stop_phase(self, reason: StopReason, ctx: WorkContext | None) -> None:
+        """The stopping phase: shielded, bounded, always run."""
+        engine = self.cluster.engine
+        timeouts = engine.timeouts
+        trigger = Trigger.FAILURE if reason.failure else Trigger.STOP
+        if isinstance(reason, RunFinished):
+            trigger = Trigger.RUN_FINISHED
+        self.machine.fire(trigger, reason.message)
+        await trio.lowlevel.checkpoint()  # the caller shields and bounds the whole phase
+        if self.reached_running and ctx is not None and self._provider_ended is None:
+            with trio.move_on_after(timeouts.shutdown) as scope:
+                self._shutdown_scope = scope
+                if engine.hurry.is_set():
+                    scope.cancel()
+                await trio.lowlevel.checkpoint()
+                self.shutdown_ran = True
+                try:
+                    async with trio.open_nursery() as nursery:
+                        await self._drive("shutdown", nursery)
+                        nursery.cancel_scope.cancel()
+                except* Exception as group:
+                    logger.warning(
+                        "%r: the shutdown handler failed: %r", self.service, group.exceptions
+                    )
+            self._shutdown_scope = None
+            self.shutdown_timed_out = scope.cancelled_caught
+        with trio.move_on_after(timeouts.cleanup) as cleanup:
+            await self._cleanup(reason)
+        self.cleanup_timed_out = cleanup.cancelled_caught
+
+    def _finish(self, reason: StopReason) -> None:
+        engine = self.cluster.engine
+        if self.machine.state is not ServiceState.STOPPING:
+            # The stopping phase was cut before it began; it still ends here.
+            self.machine.fire(Trigger.FAILURE if reason.failure else Trigger.STOP, reason.message)
+        self.machine.fire(Trigger.CLEANED_UP, reason.message)
+        engine.emit(
+            ServiceFinished(
+                cluster_id=self.cluster.id,
+                instance_id=self.id,
+                service_class=type(self.service).__name__,
+                stop_reason=reason.message,
+                stop_code=reason.code,
+                failed=reason.failure,
+                provider_id=self.provider_id,
+                provider_name=self.provider_name,
+            )
+        )
+
+    async def _cleanup(self, reason: StopReason) -> None:
+        engine = self.cluster.engine
+        info = self.agreement
+        await trio.lowlevel.checkpoint()
+        if self.activity_id is not None:
+            try:
+                await engine.yagna.activity.destroy_activity(self.activity_id)
+            except YagnaError as exc:
+                logger.info("destroying activity %s: %s", self.activity_id, exc)
+            engine.emit(
+                ActivityDestroyed(
+                    agreement_id=info.agreement_id if info else "",
+                    activity_id=self.activity_id,
+                    provider_id=info.provider_id if info else "",
+                )
+            )
+        if info is None:
+            return
+        if self._provider_ended is None and engine.watcher.terminated(info.agreement_id) is None:
+            code = reason.requestor_code
+            try:
+                await engine.yagna.market.terminate_agreement(
+                    info.agreement_id,
+                    Reason(reason.message, {"golem.requestor.code": code}),
+                )
+                engine.emit(
+                    AgreementTerminated(
+                        agreement_id=info.agreement_id,
+                        provider_id=info.provider_id,
+                        provider_name=info.provider_name,
+                        terminator="Requestor",
+                        code=code,
+                        message=reason.message,
+                    )
+                )
+            except YagnaError as exc:
+                logger.warning("terminating agreement %s: %s", info.agreement_id, exc)
+        elif self._provider_ended is not None:
+            event = self._provider_ended
+            extra = dict(event.reason.extra) if event.reason else {}
+            provider_code = extra.get("golem.provider.code")
+            engine.emit(
+                AgreementTerminated(
+                    agreement_id=info.agreement_id,
+                    provider_id=info.provider_id,
+                    provider_name=info.provider_name,
+                    terminator="Provider",
+                    code=str(provider_code) if provider_code is not None else None,
+                    message=event.reason.message if event.reason else None,
+                )
+            )
+        engine.payments.agreement_ended(info.agreement_id)
+        engine.watcher.unwatch(info.agreement_id)
+
+
+class _ProvisionError(Exception):
+    pass

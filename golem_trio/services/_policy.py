@@ -1,0 +1,140 @@
+"""Restart policies and health checks: plain configuration values.
+
+Restart strategies use Erlang's names where they have one: ``TEMPORARY`` (never restart),
+``TRANSIENT`` (restart after a failure), ``PERMANENT`` (restart whenever it ends), plus
+yapapi's default, ``ON_FAILURE_BEFORE_RUNNING``. A deliberate stop (``cluster.stop()``, scale
+down, Golem exit, Ctrl-C, budget exhaustion, expiration) never restarts anything.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._reasons import StopReason
+
+if TYPE_CHECKING:
+    from ._service import Service
+
+__all__ = ["HealthCheck", "Restart", "RestartPolicy", "RestartTracker"]
+
+
+class Restart(enum.StrEnum):
+    TEMPORARY = "never"
+    """Never restart."""
+    ON_FAILURE_BEFORE_RUNNING = "on-failure-before-running"
+    """Restart after a failure that happened before the instance ever reached ``running``
+    (yapapi's default)."""
+    TRANSIENT = "on-failure"
+    """Restart after any failure."""
+    PERMANENT = "always"
+    """Restart whenever a life ends, failure or not (except deliberate stops)."""
+
+    # yapapi-flavoured aliases
+    NEVER = "never"
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen
+class RestartPolicy:
+    """When to give an instance a new life, and how often.
+
+    At most ``max_restarts`` restarts within ``window`` seconds (Erlang's MaxR in MaxT); past
+    that the instance stays terminated. Before restart ``n`` (1-based) the instance waits
+    ``min(backoff * 2**(n-1), max_backoff)`` seconds, spread by up to ``jitter`` of itself.
+    The provider of a failed life is banned (the ban grows with repeat offences), so the next
+    life goes elsewhere when it can.
+    """
+
+    strategy: Restart = Restart.ON_FAILURE_BEFORE_RUNNING
+    max_restarts: int = attrs.field(default=5)
+    window: float = attrs.field(default=300.0, validator=_positive)
+    backoff: float = attrs.field(default=1.0, validator=_non_negative)
+    max_backoff: float = attrs.field(default=60.0, validator=_non_negative)
+    jitter: float = attrs.field(default=0.25, validator=_non_negative)
+    avoid_failed_provider: bool = True
+
+    @max_restarts.validator
+    def _check_max(self, _attribute: object, value: int) -> None:
+        if value < 0:
+            raise ValueError(f"max_restarts must be >= 0, got {value}")
+
+    def wants(self, reason: StopReason, reached_running: bool) -> bool:
+        """Whether the strategy restarts after a life that ended for ``reason``."""
+        if self.strategy is Restart.TEMPORARY:
+            return False
+        if self.strategy is Restart.PERMANENT:
+            return True
+        if not reason.failure:
+            return False
+        if self.strategy is Restart.TRANSIENT:
+            return True
+        return not reached_running
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        base = min(self.backoff * 2 ** max(attempt - 1, 0), self.max_backoff)
+        return base * (1 + rng.uniform(-self.jitter, self.jitter)) if base else 0.0
+
+
+@attrs.define
+class RestartTracker:
+    """The restarts of one instance within the policy's window."""
+
+    policy: RestartPolicy
+    times: deque[float] = attrs.field(factory=deque)
+    attempts: int = 0
+
+    def allow(self, now: float) -> bool:
+        """Record a restart at ``now`` if the budget allows it."""
+        while self.times and self.times[0] <= now - self.policy.window:
+            self.times.popleft()
+        if len(self.times) >= self.policy.max_restarts:
+            return False
+        self.times.append(now)
+        self.attempts += 1
+        return True
+
+
+Probe = Callable[["Service"], Awaitable[bool]]
+
+
+@attrs.frozen
+class HealthCheck:
+    """How a running instance is probed.
+
+    Every ``interval`` seconds the probe runs (at most ``probe_timeout`` seconds); after
+    ``failures`` failed probes in a row (``False``, an exception or a timeout) the instance is
+    stopped with :class:`HealthCheckFailed`. The default probe is the service's
+    ``is_activity_responsive()`` (the activity's state); ``probe`` replaces it with any async
+    callable taking the service object. ``interval=None`` turns probing off (a dead activity is
+    still noticed by the next command).
+    """
+
+    interval: float | None = 10.0
+    failures: int = 3
+    probe_timeout: float = 10.0
+    probe: Probe | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.interval is not None and not self.interval > 0:
+            raise ValueError(f"interval must be > 0 or None, got {self.interval!r}")
+        if self.failures < 1:
+            raise ValueError(f"failures must be >= 1, got {self.failures}")
+        if not self.probe_timeout > 0:
+            raise ValueError(f"probe_timeout must be > 0, got {self.probe_timeout!r}")

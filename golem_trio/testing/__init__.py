@@ -1,0 +1,25 @@
+"""``golem_trio.testing``: check a run against the invariants of DESIGN §7.
+
+Use it in your own tests: run your services on a LocalNet, then
+``assert_invariants(net, budget=...)`` reads the network's ledger and says what was left open,
+unpaid or wrongly paid; :func:`snapshot_tasks` before and after the engine tells whether it
+left tasks running.
+"""
+
+from ._invariants import InvariantViolation as InvariantViolation
+from ._invariants import TaskSnapshot as TaskSnapshot
+from ._invariants import assert_invariants as assert_invariants
+from ._invariants import check_invariants as check_invariants
+from ._invariants import snapshot_tasks as snapshot_tasks
+
+__all__ = [
+    "InvariantViolation",
+    "TaskSnapshot",
+    "assert_invariants",
+    "check_invariants",
+    "snapshot_tasks",
+]
+
+for _obj in list(globals().values()):
+    if getattr(_obj, "__module__", "").startswith("golem_trio.testing._"):
+        _obj.__module__ = __name__

@@ -1,0 +1,95 @@
+"""The engine end to end on LocalNet in virtual time: two instances of a seed-style service
+run a few cycles, stop on their own, are paid, and leave nothing open."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncGenerator, Awaitable
+from decimal import Decimal
+
+import trio
+import trio.testing
+
+from golem_trio import Golem, Result, Script, Service, ServiceState, vm
+from golem_trio.events import ServiceStateChanged
+from golem_trio.localnet import ProviderSpec, Reply, ledger, open_localnet, scripted_runtime_factory
+from golem_trio.services import RunFinished
+from golem_trio.testing import assert_invariants, snapshot_tasks
+
+EPOCH = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+HASH = "8b11df59f84358d47fc6776d0bb7290b0054c15ded2d6f54cf634488"
+BUDGET = Decimal("1.0")
+
+
+class EchoService(Service):
+    cycles = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    @staticmethod
+    async def get_payload() -> vm.VmPayload:
+        return await vm.repo(image_hash=HASH, min_mem_gib=0.5, min_storage_gib=2.0)
+
+    async def start(self) -> AsyncGenerator[Script, Awaitable[list[Result]]]:
+        self._ctx.run("/bin/echo", "starting")
+        yield self._ctx.commit()
+
+    async def run(self) -> AsyncGenerator[Script, Awaitable[list[Result]]]:
+        for i in range(self.cycles):
+            await trio.sleep(10)
+            self._ctx.run("/bin/echo", f"hello {i}")
+            future = yield self._ctx.commit()
+            results = await future
+            self.seen.append((results[0].stdout or "").strip())
+
+
+def echo(args: list[str]) -> Reply:
+    return Reply(stdout=" ".join(args) + "\n", duration_s=0.1)
+
+
+async def test_two_instances_run_stop_and_are_paid(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    events: list[object] = []
+    specs = [ProviderSpec(name=f"p{i}") for i in range(3)]
+    runtime = scripted_runtime_factory({"/bin/echo": echo})
+    async with open_localnet(specs, epoch=EPOCH, runtime=runtime) as net:
+        before = snapshot_tasks()
+        async with Golem(
+            budget=BUDGET, localnet=net, handle_signals=False, event_consumer=events.append
+        ) as golem:
+            cluster = await golem.run_service(
+                EchoService,
+                num_instances=2,
+                expiration=net.daemon.clock.now() + dt.timedelta(minutes=30),
+            )
+            with trio.fail_after(120):
+                running = await cluster.wait_running()
+            assert len(running) == 2
+            await cluster.wait_finished()
+        assert snapshot_tasks().new_since(before) == []
+        book = ledger(net)
+        assert_invariants(net, budget=BUDGET)
+
+    for service in cluster.instances:
+        assert service.seen == ["hello 0", "hello 1", "hello 2"]
+        assert isinstance(service.stop_reason, RunFinished)
+        assert [c.new for c in service.instance.history] == [
+            ServiceState.STARTING,
+            ServiceState.RUNNING,
+            ServiceState.STOPPING,
+            ServiceState.TERMINATED,
+        ]
+    assert len({s.provider_id for s in cluster.instances}) == 2
+    agreements = book["agreements"]
+    assert len(agreements) == 2
+    assert all(a["terminator"] == "Requestor" for a in agreements)
+    assert all(a["reason"]["golem.requestor.code"] == "Success" for a in agreements)
+    report = golem.payment_report
+    assert report is not None
+    assert set(report.invoices_accepted) == {a["id"] for a in agreements}
+    assert report.allocation_released
+    changes = [e for e in events if isinstance(e, ServiceStateChanged)]
+    assert [e.new for e in changes].count("running") == 2
