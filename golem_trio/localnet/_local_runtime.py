@@ -366,7 +366,11 @@ class LocalRuntime:
         return folder
 
     def _bwrap_argv(self, bwrap: str, folder: Path, params: Mapping[str, Any]) -> list[str]:
-        argv = [bwrap, "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session"]
+        # No --die-with-parent: its death signal follows the *thread* that spawned bwrap, and
+        # trio spawns processes from worker threads that exit after 10 s idle, which killed
+        # sandboxes mid-life. If this process dies, the command server's stdin closes, it
+        # exits, and with it (PID 1's child) the sandbox's PID namespace and every process in it.
+        argv = [bwrap, "--unshare-pid", "--unshare-ipc", "--new-session"]
         if self.config.isolate_network:
             argv.append("--unshare-net")
         hostname = params.get("hostname")
@@ -384,7 +388,7 @@ class LocalRuntime:
         argv += ["--bind", str(folder / "golem"), "/golem"]
         argv += ["--ro-bind", str(_SERVER_SOURCE), _SERVER_PATH]
         argv += ["--chdir", "/golem/work"]
-        argv += [self.config.python, "-I", "-S", _SERVER_PATH]
+        argv += [self.config.python, "-I", "-S", _SERVER_PATH, "--own-pid-namespace"]
         return argv
 
     async def deploy(self, params: Mapping[str, Any]) -> None:
@@ -762,7 +766,7 @@ class LocalRuntime:
         with trio.move_on_after(5):
             await process.wait()
         if process.returncode is None:
-            # --die-with-parent ends the inside when the outer bwrap dies.
+            # Last resort: the outer bwrap itself (the namespace ends with its init).
             process.kill()
             with trio.move_on_after(5):
                 await process.wait()

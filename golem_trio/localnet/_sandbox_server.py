@@ -2,8 +2,9 @@
 
 It is started once per activity, inside bubblewrap, by :class:`~._local_runtime.LocalRuntime`
 and runs every ``run`` command of that activity, so the processes a command leaves behind stay
-in the same PID namespace for the next command. It uses the standard library only (the
-sandbox's python3 may be any 3.8+), and none of ``golem_trio``.
+in the same PID namespace for the next command. When its stdin closes (the runtime ended it,
+or the process that ran it died) it kills every process of the sandbox and exits. It uses
+the standard library only (the sandbox's python3 may be any 3.8+), and none of ``golem_trio``.
 
 Protocol: one JSON object per line on stdin, one JSON reply per line on stdout.
 
@@ -186,5 +187,20 @@ def main() -> None:
             _reply({"id": request.get("id"), "error": f"unknown op {op!r}"})
 
 
+def _end_namespace() -> None:
+    """Kill every other process of the sandbox's PID namespace (the namespace's init, bwrap,
+    is spared by the kernel and exits once it has no children left)."""
+    with contextlib.suppress(OSError):
+        os.kill(-1, signal.SIGKILL)
+
+
 if __name__ == "__main__":
-    main()
+    # Only inside a fresh PID namespace (bwrap --unshare-pid), where "every process" means
+    # the sandbox's own: the runtime passes the flag, and this process is one of the first.
+    own_namespace = "--own-pid-namespace" in sys.argv[1:] and os.getpid() < 16
+    try:
+        main()
+    finally:
+        # stdin closed: the runtime is gone (or done). Nothing of the sandbox may outlive it.
+        if own_namespace:
+            _end_namespace()

@@ -499,3 +499,39 @@ async def make_agreement(client: httpx2.AsyncClient, extra: dict[str, Any]) -> s
     )
     assert reply.status_code == 204, reply.text
     return agreement_id
+
+
+async def test_sandbox_outlives_idle_worker_threads(image: Path, tmp_path: Path) -> None:
+    # trio spawns processes from worker threads, which exit after 10 s idle; a sandbox tied
+    # to its spawning thread (bwrap --die-with-parent) died with it.
+    local = runtime_for(image, tmp_path)
+    try:
+        await local.deploy({})
+        await local.start([])
+        await trio.sleep(12)
+        assert await sh(local, "echo alive") == (0, "alive\n")
+    finally:
+        with trio.move_on_after(20, shield=True):
+            await local.terminate()
+
+
+async def test_sandbox_ends_when_its_owner_goes_away(image: Path, tmp_path: Path) -> None:
+    # As when the process running LocalNet dies: the command server's stdin closes, and every
+    # process of the sandbox, background ones included, ends with it.
+    marker = f"3600.{secrets.randbelow(10**9)}"
+    local = runtime_for(image, tmp_path)
+    try:
+        await local.deploy({})
+        await local.start([])
+        assert (await sh(local, f"sleep {marker} > /dev/null 2>&1 &"))[0] == 0
+        assert len(host_processes_with(marker)) == 1
+        process = local._process
+        assert process is not None
+        assert process.stdin is not None
+        await process.stdin.aclose()
+        with trio.fail_after(10):
+            await process.wait()
+        assert host_processes_with(marker) == []
+    finally:
+        with trio.move_on_after(20, shield=True):
+            await local.terminate()
