@@ -45,6 +45,7 @@ from .services import (
     StopReason,
     check_service_class,
 )
+from .services._cluster import make_services
 from .services._engine import EngineContext, Timeouts
 from .services._watcher import AgreementWatcher
 from .work import open_http_storage
@@ -237,6 +238,7 @@ class Golem:
             raise ValueError(
                 f"{service_class.__name__}.get_payload() returned None and no payload was given"
             )
+        services = make_services(service_class, num_instances, instance_params)
         cluster: Cluster[S] = Cluster(
             engine,
             service_class,
@@ -249,7 +251,7 @@ class Golem:
         )
         assert self._nursery is not None
         self._clusters.append(cluster)
-        await self._nursery.start(cluster.run, num_instances, instance_params)
+        await self._nursery.start(cluster.run, services)
         return cluster
 
     def stop(self, reason: StopReason | None = None) -> None:

@@ -38,6 +38,35 @@ class InstancesLost(RuntimeError):
     """``wait_running`` can no longer succeed: too few instances are left alive."""
 
 
+def make_services(
+    service_class: type[S],
+    num_instances: int | None,
+    instance_params: Iterable[Mapping[str, Any]] | None,
+) -> list[S]:
+    """The service objects for ``num_instances`` (which wins over the length of
+    ``instance_params``; without either, one) made with ``instance_params`` as keyword
+    arguments. Raises ``ValueError`` (nothing is made) when the params run out first."""
+    if num_instances is None and instance_params is None:
+        num_instances = 1
+    if num_instances is not None and num_instances < 0:
+        raise ValueError(f"num_instances must be >= 0, got {num_instances}")
+    params: list[Mapping[str, Any]] = []
+    if instance_params is None:
+        params = [{}] * (num_instances or 0)
+    else:
+        source = iter(instance_params)
+        while num_instances is None or len(params) < num_instances:
+            try:
+                params.append(next(source))
+            except StopIteration:
+                if num_instances is None:
+                    break
+                raise ValueError(
+                    f"instance_params iterable depleted after {len(params)} spawned instances."
+                ) from None
+    return [service_class(**p) for p in params]
+
+
 class Stopping:
     """Returned by the stop methods: the stop has begun; ``await`` it to wait until every
     affected instance is terminated (each stop is bounded by the stopping phase's bounds)."""
@@ -156,10 +185,10 @@ class Cluster(Generic[S]):
             if self._closed:
                 raise ClusterClosed(f"cluster {self.id} was stopped")
             possible = len([i for i in self._instances if not i.finished])
-            if n is not None and possible < n:
+            if (n is not None and possible < n) or (n is None and possible == 0):
                 raise InstancesLost(
                     f"only {possible} instance(s) of {self.service_class.__name__} are left; "
-                    f"{n} cannot run"
+                    f"{n if n is not None else 'none'} can run"
                 )
             await self._changed.wait()
 
@@ -186,35 +215,19 @@ class Cluster(Generic[S]):
             raise ClusterClosed(f"cluster {self.id} was stopped; it spawns nothing more")
         if self._nursery is None:
             raise RuntimeError("the cluster is not running")
-        if num_instances is None and instance_params is None:
-            num_instances = 1
-        if num_instances is not None and num_instances < 0:
-            raise ValueError(f"num_instances must be >= 0, got {num_instances}")
-        params_iter = iter(instance_params) if instance_params is not None else None
-        made: list[S] = []
-        count = 0
-        while num_instances is None or count < num_instances:
-            if params_iter is None:
-                params: Mapping[str, Any] = {}
-            else:
-                try:
-                    params = next(params_iter)
-                except StopIteration:
-                    if num_instances is None:
-                        break
-                    raise ValueError(
-                        f"instance_params iterable depleted after {count} spawned instances."
-                    ) from None
-            service = self.service_class(**params)
+        services = make_services(self.service_class, num_instances, instance_params)
+        self._add(services)
+        return services
+
+    def _add(self, services: Iterable[S]) -> None:
+        assert self._nursery is not None
+        for service in services:
             record = ServiceInstance(service, self, next(self._counter))
             self._instances.append(record)
             self._nursery.start_soon(
                 record.supervise, random.Random(self._rng.random()), name=f"instance-{record.id}"
             )
-            made.append(service)
-            count += 1
         self._notify()
-        return made
 
     def stop(self, reason: StopReason | None = None) -> Stopping:
         """Stop every instance for good and spawn nothing more. Sync; ``await`` the result to
@@ -245,9 +258,8 @@ class Cluster(Generic[S]):
         if n > len(live):
             self.spawn_instances(n - len(live))
             return Stopping([])
-        order = sorted(
-            live, key=lambda i: (i.state is ServiceState.RUNNING, i.index), reverse=False
-        )
+        # Those not running first, then the newest.
+        order = sorted(live, key=lambda i: (i.state is ServiceState.RUNNING, -i.index))
         surplus = order[: len(live) - n]
         for record in surplus:
             record.stop(ClusterStopped("scaled down"))
@@ -281,8 +293,7 @@ class Cluster(Generic[S]):
 
     async def run(
         self,
-        num_instances: int | None,
-        instance_params: Iterable[Mapping[str, Any]] | None,
+        services: Iterable[S],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -310,7 +321,7 @@ class Cluster(Generic[S]):
                 self._market = market
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    self.spawn_instances(num_instances, instance_params)
+                    self._add(services)
                     engine.emit(
                         ClusterStarted(
                             cluster_id=self.id,

@@ -92,7 +92,7 @@ class ServiceInstance:
     _requested: StopReason | None = None
     _for_good: bool = False
     _shutdown_scope: trio.CancelScope | None = None
-    _deployed: bool = False
+    _stopped: trio.Event = attrs.field(factory=trio.Event)
     _provider_ended: AgreementTerminatedEvent | None = None
     done: trio.Event = attrs.field(factory=trio.Event)
 
@@ -145,6 +145,7 @@ class ServiceInstance:
     def stop(self, reason: StopReason) -> None:
         """End the current life and never start another one."""
         self._for_good = True
+        self._stopped.set()
         self.cancel(reason)
 
     def hurry(self) -> None:
@@ -209,7 +210,9 @@ class ServiceInstance:
                     )
                 )
                 await self.service.reset()
-                await trio.sleep(delay)
+                # The backoff ends early when the instance is stopped for good.
+                with trio.move_on_after(delay):
+                    await self._stopped.wait()
                 if self.stopped_for_good:
                     return
                 self.machine.fire(Trigger.RESTART, f"restart {tracker.attempts}")
@@ -226,7 +229,6 @@ class ServiceInstance:
         self.activity_id = None
         self.reached_running = False
         self.shutdown_ran = self.shutdown_timed_out = self.cleanup_timed_out = False
-        self._deployed = False
         self._provider_ended = None
         if not self._for_good:
             self._requested = None
@@ -301,7 +303,10 @@ class ServiceInstance:
             await engine.payments.add_agreement(info.agreement_id)
         except BillingTermsError as exc:
             raise _ProvisionError(f"unusable payment terms: {exc}") from exc
-        activity_id = await engine.yagna.activity.create_activity(info.agreement_id)
+        # Shielded and bounded: once the daemon made the activity, its id must be known here,
+        # or cleanup could not destroy it (a stop during this call would leak it).
+        with trio.fail_after(engine.timeouts.cleanup, shield=True):
+            activity_id = await engine.yagna.activity.create_activity(info.agreement_id)
         self.activity_id = activity_id
         engine.payments.activity_started(info.agreement_id, activity_id)
         engine.emit(
@@ -321,6 +326,8 @@ class ServiceInstance:
             storage=engine.storage,
             emit=engine.emit,
             stream_output=engine.stream_output,
+            deploy_args=self.service.get_deploy_args(),
+            implicit_init=True,
         )
         self.service._ctx = ctx
         self.machine.fire(Trigger.ACTIVITY_READY, f"activity {activity_id}")
@@ -337,16 +344,7 @@ class ServiceInstance:
         )
 
     async def _run_script(self, script: Script) -> list[Result]:
-        if not self._deployed:
-            if script.deploys:
-                self._deployed = True
-            else:
-                # The handler did not deploy (the seed's `start` does not): do it first.
-                implicit = self.service._ctx.new_script()
-                implicit.deploy(**self.service.get_deploy_args())
-                implicit.start()
-                await implicit.execute()
-                self._deployed = True
+        # The context deploys first when the handler did not (the seed's `start` does not).
         return await script.execute()
 
     async def _health_loop(self, health: HealthCheck) -> None:

@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import trio
+
 from ..yagna import ActivityState, ActivityUsage, YagnaClient
 from ._result import CommandHandle
 from ._script import DEFAULT_DOWNLOAD_LIMIT, Script
@@ -37,7 +39,9 @@ class WorkContext:
     :class:`TransferUnavailable`); ``emit`` receives the events of
     :mod:`golem_trio.work` (``ScriptSent``, ``CommandExecuted``, ``ScriptFinished``,
     ``DownloadFinished``); ``stream_output`` follows each batch's event stream too;
-    ``deploy_args`` are the defaults of every ``deploy``.
+    ``deploy_args`` are the defaults of every ``deploy``; ``implicit_init`` deploys and starts
+    the activity before the first script that does not (the engine sets it, so a service's
+    ``start`` need not deploy).
     """
 
     def __init__(
@@ -52,8 +56,12 @@ class WorkContext:
         emit: Callable[[object], None] | None = None,
         stream_output: bool = False,
         deploy_args: Mapping[str, Any] | None = None,
+        implicit_init: bool = False,
     ) -> None:
         self.yagna = yagna
+        #: Deploy and start the activity before the first script that does not deploy it.
+        self.implicit_init = implicit_init
+        self._deployed = False
         self._activity_id = activity_id
         self._agreement_id = agreement_id
         self._provider_id = provider_id
@@ -63,6 +71,25 @@ class WorkContext:
         self.stream_output = stream_output
         self.deploy_args: Mapping[str, Any] = dict(deploy_args or {})
         self._pending = self.new_script()
+
+    async def _before(self, script: Script) -> None:
+        """Called by :meth:`Script.execute` before it sends a batch: with ``implicit_init``,
+        the first script that does not deploy is preceded by ``deploy`` and ``start``."""
+        if not self.implicit_init or self._deployed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._deployed = True
+        if script.deploys:
+            await trio.lowlevel.checkpoint()
+            return
+        init = self.new_script()
+        init.deploy()
+        init.start()
+        try:
+            await init.execute()
+        except BaseException:
+            self._deployed = False
+            raise
 
     def __repr__(self) -> str:
         who = self._provider_name or self._provider_id

@@ -408,6 +408,7 @@ class Script:
         batch_id: str | None = None
         error: BaseException | None = None
         try:
+            await ctx._before(self)
             commands = [step.build(ctx.storage) for step in steps]
             with trio.move_on_after(math.inf if self.timeout is None else self.timeout) as scope:
                 batch_id = await self._send(commands)

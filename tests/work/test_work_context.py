@@ -138,3 +138,38 @@ def test_scripts_refuse_bad_timeouts() -> None:
         ctx.commit(timeout=-1)
     script = ctx.new_script()
     assert script.commands == ()
+
+
+async def test_implicit_init_deploys_before_the_first_script_that_does_not(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_work(RUNTIME) as work:
+        work.ctx.implicit_init = True
+        with trio.fail_after(60):
+            script = work.ctx.new_script()
+            handle = script.run("/bin/echo", "a")
+            await script
+            first = await handle
+        assert first.stdout == "a"
+        # Deployed once: a later script goes straight to its command.
+        script = work.ctx.new_script()
+        script.run("/bin/echo", "b")
+        with trio.fail_after(60):
+            await script
+    sent = [e.commands for e in work.events if type(e).__name__ == "ScriptSent"]
+    assert sent == [("deploy", "start"), ("run /bin/echo a",), ("run /bin/echo b",)]
+
+
+async def test_implicit_init_leaves_a_deploying_script_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_work(RUNTIME) as work:
+        work.ctx.implicit_init = True
+        script = work.ctx.new_script()
+        script.deploy()
+        script.start()
+        script.run("/bin/echo", "c")
+        with trio.fail_after(60):
+            await script
+    sent = [e.commands for e in work.events if type(e).__name__ == "ScriptSent"]
+    assert sent == [("deploy", "start", "run /bin/echo c")]
