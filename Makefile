@@ -5,17 +5,22 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
+BASE := $(VENV)/.installed
 
 .PHONY: test lint typecheck pytest demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
+$(BASE): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e .
 	@# LocalNet's local runtime runs commands under bubblewrap; install it when we may.
-	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) || echo "bubblewrap missing: the local runtime's tests will fail; install it with: apt-get install bubblewrap"; }
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) || echo "bubblewrap missing: the local runtime (make demo, and its tests) needs it; install it with: apt-get install bubblewrap"; }
+	touch $(BASE)
+
+$(STAMP): pyproject.toml $(BASE)
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -32,10 +37,9 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest -q
 
-demo:
-	@echo "make demo runs the seed's SimpleService on the embedded Golem network."
-	@echo "It arrives with the services layer; it is not built yet."
-	@exit 1
+# The guide's SimpleService on the embedded LocalNet: no daemon, no configuration.
+demo: $(BASE)
+	env -u YAGNA_APPKEY $(PY) examples/simple_service/simple_service.py --running-time 35
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

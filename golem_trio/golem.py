@@ -32,8 +32,8 @@ import trio
 from ._log import log_event_repr, log_summary
 from .events import BudgetExhausted as BudgetExhaustedEvent
 from .events import Emitter, EventConsumer, GolemStarted, ShutdownFinished, ShutdownStarted
-from .market import Payload, StaticResolver, use_resolver
-from .payment import PaymentProcessor, PaymentReport, open_payments
+from .market import AgreementWithdrawn, Payload, StaticResolver, use_resolver
+from .payment import BillingTermsError, PaymentProcessor, PaymentReport, open_payments
 from .services import (
     BudgetExhausted,
     Cluster,
@@ -49,7 +49,7 @@ from .services._cluster import make_services
 from .services._engine import EngineContext, Timeouts
 from .services._watcher import AgreementWatcher
 from .work import open_http_storage
-from .yagna import ApiConfig, YagnaClient
+from .yagna import ApiConfig, YagnaClient, YagnaError
 
 if TYPE_CHECKING:
     from .localnet import LocalNet
@@ -167,6 +167,7 @@ class Golem:
         self._stop_reason: StopReason | None = None
         self._payments: PaymentProcessor | None = None
         self._resolver: StaticResolver | None = None
+        self._adopt: Callable[[str], None] | None = None
         #: What the payment processor paid and left unpaid; set at exit.
         self.payment_report: PaymentReport | None = None
         #: The daemon's URL (``None`` for an in-process LocalNet).
@@ -199,7 +200,22 @@ class Golem:
         self._emitter.add_consumer(consumer, kinds)
 
     def emit(self, event: object) -> None:
+        if isinstance(event, AgreementWithdrawn) and self._adopt is not None:
+            self._adopt(event.agreement_id)
         self._emitter.emit(event)
+
+    async def _adopt_agreement(self, payments: PaymentProcessor, agreement_id: str) -> None:
+        """An agreement terminated as soon as it was approved is still ours to pay: its
+        (final) invoice is validated and paid like any other. Shielded and bounded, so a
+        shutdown under way does not skip it."""
+        with trio.move_on_after(self.timeouts.cleanup, shield=True):
+            await trio.lowlevel.checkpoint()
+            try:
+                await payments.add_agreement(agreement_id)
+            except (YagnaError, BillingTermsError) as exc:
+                logger.warning("agreement %s cannot be paid: %s", agreement_id, exc)
+                return
+            payments.agreement_ended(agreement_id)
 
     async def run_service(
         self,
@@ -224,6 +240,7 @@ class Golem:
         """
         engine = self._require_engine()
         check_service_class(service_class)
+        await trio.lowlevel.checkpoint_if_cancelled()
         if self._stop_reason is not None:
             raise RuntimeError("the engine is shutting down")
         with contextlib.ExitStack() as stack:
@@ -288,6 +305,8 @@ class Golem:
         self._stack = stack
         self._body = trio.CancelScope()
         self._body.__enter__()
+        if self._interrupted is not None:  # a signal came while the engine was starting
+            self._body.cancel(reason=self._interrupted)
         return self
 
     async def __aexit__(
@@ -323,10 +342,11 @@ class Golem:
         # own cleanups (invoice wait, allocation release) are shielded and bounded.
         await stack.aclose()
         self._engine = None
+        if self._interrupted is not None:
+            # Interrupted: end as Ctrl-C ends a program, whatever the body raised on the way.
+            raise KeyboardInterrupt from pending
         if pending is not None:
             raise pending
-        if self._interrupted is not None and (exc is None or swallowed):
-            raise KeyboardInterrupt
         return swallowed
 
     @contextlib.asynccontextmanager
@@ -358,25 +378,32 @@ class Golem:
                             timeouts=self.timeouts,
                             now=now,
                         )
-                        async with trio.open_nursery() as nursery:
-                            await nursery.start(watcher.run)
-                            nursery.start_soon(self._watch_budget, engine)
-                            self._engine = engine
-                            self._nursery = nursery
-                            self.emit(
-                                GolemStarted(
-                                    api_url=self.api_url or "in-process",
-                                    localnet=self._localnet is not None,
-                                    budget=self.budget,
-                                    payment_platform=self.payment_platform,
-                                    subnet_tag=self.subnet_tag,
+                        # Adoptions (agreements to pay that no instance holds) outlive the
+                        # engine's tasks: the final invoice wait needs them registered.
+                        async with trio.open_nursery() as adopters:
+                            async with trio.open_nursery() as nursery:
+                                await nursery.start(watcher.run)
+                                nursery.start_soon(self._watch_budget, engine)
+                                self._adopt = lambda agreement_id: adopters.start_soon(
+                                    self._adopt_agreement, payments, agreement_id
                                 )
-                            )
-                            try:
-                                yield
-                            finally:
-                                self._nursery = None
-                                nursery.cancel_scope.cancel()
+                                self._engine = engine
+                                self._nursery = nursery
+                                self.emit(
+                                    GolemStarted(
+                                        api_url=self.api_url or "in-process",
+                                        localnet=self._localnet is not None,
+                                        budget=self.budget,
+                                        payment_platform=self.payment_platform,
+                                        subnet_tag=self.subnet_tag,
+                                    )
+                                )
+                                try:
+                                    yield
+                                finally:
+                                    self._nursery = None
+                                    nursery.cancel_scope.cancel()
+                            self._adopt = None
                     self.payment_report = payments.report
                     self.emit(ShutdownFinished(payment_report=payments.report))
             root.cancel_scope.cancel()
@@ -484,9 +511,11 @@ class Golem:
                 if self._interrupted is None:
                     self._interrupted = name
                     _say(f"golem-trio: {name}: stopping gracefully (again to hurry)")
-                    self.stop(Interrupted(name))
+                    # The body first: stopping wakes its waits, which must see the
+                    # cancellation, not a closed cluster.
                     if self._body is not None:
                         self._body.cancel(reason=name)
+                    self.stop(Interrupted(name))
                 else:
                     _say(f"golem-trio: {name}: hurrying (agreements are still terminated)")
                     self.hurry()

@@ -154,7 +154,12 @@ class _InProcessPort:
 
     async def terminate_agreement(self, agreement_id: str, reason: Json) -> None:
         await trio.lowlevel.checkpoint()
-        self._market.terminate_agreement(self._node_id, agreement_id, reason)
+        try:
+            self._market.terminate_agreement(self._node_id, agreement_id, reason)
+        except DaemonError as exc:
+            # The requestor ended it in the meantime (410): nothing is left to end.
+            if exc.status != 410:
+                raise
 
     async def activities(self, agreement_id: str) -> list[tuple[str, str]]:
         await trio.lowlevel.checkpoint()

@@ -45,6 +45,7 @@ from ._demand import platform_address_property as platform_address_property
 from ._negotiation import AgreementInfo as AgreementInfo
 from ._negotiation import AgreementRejected as AgreementRejected
 from ._negotiation import AgreementSigned as AgreementSigned
+from ._negotiation import AgreementWithdrawn as AgreementWithdrawn
 from ._negotiation import Negotiation as Negotiation
 from ._negotiation import ProposalReceived as ProposalReceived
 from ._negotiation import ProposalRejected as ProposalRejected
@@ -110,6 +111,7 @@ __all__ = [
     "AgreementInfo",
     "AgreementRejected",
     "AgreementSigned",
+    "AgreementWithdrawn",
     "AllowList",
     "And",
     "BadRegistryReply",

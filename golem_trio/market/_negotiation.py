@@ -54,6 +54,7 @@ __all__ = [
     "AgreementInfo",
     "AgreementRejected",
     "AgreementSigned",
+    "AgreementWithdrawn",
     "Negotiation",
     "ProposalReceived",
     "ProposalRejected",
@@ -104,6 +105,15 @@ class AgreementRejected:
     agreement_id: str
     provider_id: str
     reason: str
+
+
+@attrs.frozen
+class AgreementWithdrawn:
+    """An agreement approved while we were giving up on it was terminated at once; its
+    provider may still invoice it (whoever pays must know it)."""
+
+    agreement_id: str
+    provider_id: str
 
 
 @attrs.frozen
@@ -346,10 +356,15 @@ class Negotiation:
     async def _attempt(self, offer: OfferView) -> AgreementInfo:
         draft = (await self._negotiate(offer)).proposal
         valid_to = self._now() + dt.timedelta(seconds=self.valid_for)
-        try:
-            agreement_id = await self.yagna.market.create_agreement(draft.proposal_id, valid_to)
-        except ApiError as exc:
-            raise _Skip(str(exc)) from exc
+        # Shielded and bounded: once the daemon made the agreement its id must be known here,
+        # or a cancellation would leave it proposed with nobody to cancel it.
+        with trio.move_on_after(self.answer_timeout, shield=True) as creating:
+            try:
+                agreement_id = await self.yagna.market.create_agreement(draft.proposal_id, valid_to)
+            except ApiError as exc:
+                raise _Skip(str(exc)) from exc
+        if creating.cancelled_caught:
+            raise _Skip("creating the agreement timed out")
         name = draft.properties.get(_NAME)
         provider_name = name if isinstance(name, str) else offer.name
         approved = False
@@ -368,14 +383,16 @@ class Negotiation:
         finally:
             if not approved:
                 with trio.move_on_after(self.cleanup_timeout, shield=True):
-                    await self._withdraw(agreement_id)
+                    if await self._withdraw(agreement_id):
+                        self._publish(AgreementWithdrawn(agreement_id, offer.provider_id))
         self._publish(AgreementRejected(agreement_id, offer.provider_id, reason))
         self._ban(offer.provider_id, f"agreement not approved: {reason}")
         raise _Skip(reason)
 
-    async def _withdraw(self, agreement_id: str) -> None:
+    async def _withdraw(self, agreement_id: str) -> bool:
         """Cancel an agreement we will not return; if the provider approved it meanwhile (we
-        were cancelled while its approval was on the way), terminate it instead."""
+        were cancelled while its approval was on the way), terminate it instead. Returns
+        whether it had been approved (and so was terminated: the provider will invoice it)."""
         try:
             await self.yagna.market.cancel_agreement(
                 agreement_id, Reason("requestor gave up waiting")
@@ -383,11 +400,15 @@ class Negotiation:
         except ApiError:
             # Approved after all, or rejected or expired already (then this fails too).
             await trio.lowlevel.checkpoint()
-            with contextlib.suppress(ApiError):
+            try:
                 await self.yagna.market.terminate_agreement(
                     agreement_id,
                     Reason("requestor gave up", {"golem.requestor.code": "Cancelled"}),
                 )
+            except ApiError:
+                return False
+            return True
+        return False
 
     async def _approve(self, agreement_id: str) -> str | None:
         """Confirm and wait for approval; ``None`` if approved, else why not."""
@@ -441,7 +462,8 @@ async def open_negotiation(
     approval, ``answer_timeout`` the wait for its answer to a proposal; agreements are valid
     for ``valid_for`` seconds from ``now()`` (the wall clock by default). ``emit`` receives the
     events of this module (:class:`ProposalReceived`, :class:`ProposalRejected`,
-    :class:`AgreementSigned`, :class:`AgreementRejected`, :class:`ProviderBanned`).
+    :class:`AgreementSigned`, :class:`AgreementRejected`, :class:`AgreementWithdrawn`,
+    :class:`ProviderBanned`).
 
     The demand is published before the block starts and again whenever the daemon drops it
     (``NotFound`` on collection: an expired or withdrawn subscription). Leaving the block

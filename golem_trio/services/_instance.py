@@ -184,7 +184,9 @@ class ServiceInstance:
         try:
             while True:
                 reason = await self._live()
-                if self._for_good or not policy.wants(reason, self.reached_running):
+                # The cluster's expiration has passed for every new agreement too.
+                final = self._for_good or isinstance(reason, Expired)
+                if final or not policy.wants(reason, self.reached_running):
                     return
                 if not tracker.allow(trio.current_time()):
                     logger.warning(
@@ -509,6 +511,12 @@ class ServiceInstance:
                     message=event.reason.message if event.reason else None,
                 )
             )
+        if engine.payments.billing.get(info.agreement_id) is None:
+            # Stopped before it was registered for payment: its invoice must still be paid.
+            try:
+                await engine.payments.add_agreement(info.agreement_id)
+            except (YagnaError, BillingTermsError) as exc:
+                logger.warning("agreement %s cannot be paid: %s", info.agreement_id, exc)
         engine.payments.agreement_ended(info.agreement_id)
         engine.watcher.unwatch(info.agreement_id)
 

@@ -113,3 +113,24 @@ def test_rejections_say_whether_they_are_final() -> None:
         PAYMENT_TIMEOUT: 3600,
     }
     assert isinstance(negotiate(no_payments, NODE, asks_payments, NOW), Rejection)
+
+
+async def test_provider_terminating_an_agreement_the_requestor_just_ended_is_a_no_op() -> None:
+    # Both sides end an agreement at the same moment: the provider's own terminate comes
+    # second and finds it gone (410), which must not tear the network down.
+    from _support import negotiate_agreement
+
+    from golem_trio.localnet import ProviderSpec, open_localnet
+
+    async with open_localnet([ProviderSpec(name="p0")]) as net:
+        identity, agent = net.providers[0]
+        requestor = net.requestor.node_id
+        valid_to = net.daemon.clock.now() + dt.timedelta(hours=1)
+        agreement_id = await negotiate_agreement(
+            net.market, requestor, identity.node_id, valid_to=valid_to
+        )
+        net.market.terminate_agreement(requestor, agreement_id, {"message": "done"})
+        await agent.port.terminate_agreement(
+            agreement_id, {"message": "late", "golem.provider.code": "Interrupted"}
+        )
+        assert net.market.agreements[agreement_id].terminator == "Requestor"
