@@ -144,6 +144,10 @@ class ExhaustedReason:
 class _Agreement:
     terms: AgreementTerms
     started_at: float
+    #: The worst case is linear in the billed time: ``base + rate * seconds`` (tolerance in),
+    #: kept here so projections over many agreements stay cheap.
+    base: Decimal
+    rate: Decimal
     closed_at: float | None = None
     accepted: Decimal = Decimal(0)
     settled: Decimal | None = None
@@ -259,7 +263,7 @@ class BudgetLedger:
         if terms.agreement_id in self._agreements:
             raise ValueError(f"agreement {terms.agreement_id!r} is already in the ledger")
         start = self._clock() if started_at is None else started_at
-        self._agreements[terms.agreement_id] = _Agreement(terms, start)
+        self._agreements[terms.agreement_id] = self._new(terms, start)
         self._notify()
 
     def closed(self, agreement_id: str, at: float | None = None) -> None:
@@ -355,7 +359,7 @@ class BudgetLedger:
         if not math.isfinite(duration) or duration < 0:
             raise ValueError(f"the duration must be >= 0 seconds, got {duration}")
         now = self._clock()
-        new = _Agreement(terms, now)
+        new = self._new(terms, now)
         with decimal.localcontext(_CONTEXT):
             stop = _dec(now) + _dec(duration)
             return self._stop_cost(stop, [*self._agreements.values(), new]) <= self.limit
@@ -406,10 +410,16 @@ class BudgetLedger:
         self._changed.set()
         self._changed = trio.Event()
 
+    def _new(self, terms: AgreementTerms, started_at: float) -> _Agreement:
+        with decimal.localcontext(_CONTEXT):
+            base = terms.max_cost(Decimal(0), self._tolerance)
+            return _Agreement(terms, started_at, base, self._rate(terms))
+
     def _worst(self, agreement: _Agreement, end: Decimal) -> Decimal:
-        """The largest invoice billing would accept if the agreement ends at ``end``."""
+        """The largest invoice billing would accept if the agreement ends at ``end``
+        (``AgreementTerms.max_cost`` of the billed time, grace included: linear in it)."""
         elapsed = max(end - _dec(agreement.started_at), Decimal(0))
-        return agreement.terms.max_cost(elapsed + self._grace, self._tolerance)
+        return agreement.base + agreement.rate * (elapsed + self._grace)
 
     def _cost(self, agreement: _Agreement, end_if_open: Decimal) -> Decimal:
         if agreement.settled is not None:
@@ -458,11 +468,12 @@ class BudgetLedger:
             value += self._cost(a, end)
             if not a.is_open:
                 continue
-            rate = self._rate(a.terms)
+            rate = a.rate
             if rate == 0:
                 continue
-            floor = max(a.accepted, self._worst(a, _dec(a.started_at)))
-            linear = self._worst(a, _dec(a.started_at)) + rate * (end - _dec(a.started_at))
+            at_start = self._worst(a, _dec(a.started_at))
+            floor = max(a.accepted, at_start)
+            linear = at_start + rate * (end - _dec(a.started_at))
             if linear >= floor:
                 slope += rate
             else:
