@@ -123,6 +123,9 @@ class Cluster(Generic[S]):
         self._finished = trio.Event()
         self._changed = trio.Event()
         self._counter = itertools.count()
+        #: Instances per state, and how many are finished, kept on every change.
+        self._counts: Counter[ServiceState] = Counter()
+        self._done_count = 0
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -143,7 +146,7 @@ class Cluster(Generic[S]):
 
     def states(self) -> Counter[ServiceState]:
         """How many instances are in each state."""
-        return Counter(i.state for i in self._instances)
+        return Counter({s: n for s, n in self._counts.items() if n})
 
     @property
     def market(self) -> Negotiation:
@@ -177,14 +180,15 @@ class Cluster(Generic[S]):
         Cancellation: only the wait is cancelled.
         """
         await trio.lowlevel.checkpoint()
+        # Counts kept on every change, so waiting on a large cluster costs nothing per change.
         while True:
-            running = [i for i in self._instances if i.state is ServiceState.RUNNING]
-            want = n if n is not None else len([i for i in self._instances if not i.finished])
-            if want > 0 and len(running) >= want:
+            possible = len(self._instances) - self._done_count
+            want = n if n is not None else possible
+            if want > 0 and self._counts[ServiceState.RUNNING] >= want:
+                running = [i for i in self._instances if i.state is ServiceState.RUNNING]
                 return [i.service for i in running]  # type: ignore[misc]
             if self._closed:
                 raise ClusterClosed(f"cluster {self.id} was stopped")
-            possible = len([i for i in self._instances if not i.finished])
             if (n is not None and possible < n) or (n is None and possible == 0):
                 raise InstancesLost(
                     f"only {possible} instance(s) of {self.service_class.__name__} are left; "
@@ -195,7 +199,7 @@ class Cluster(Generic[S]):
     async def wait_finished(self) -> None:
         """Wait until every instance is finished (terminated with no restart to come)."""
         await trio.lowlevel.checkpoint()
-        while any(not i.finished for i in self._instances):
+        while self._done_count < len(self._instances):
             await self._changed.wait()
 
     # --- control ---------------------------------------------------------------------------
@@ -224,6 +228,7 @@ class Cluster(Generic[S]):
         for service in services:
             record = ServiceInstance(service, self, next(self._counter))
             self._instances.append(record)
+            self._counts[record.state] += 1
             self._nursery.start_soon(
                 record.supervise, random.Random(self._rng.random()), name=f"instance-{record.id}"
             )
@@ -286,9 +291,12 @@ class Cluster(Generic[S]):
         self._changed = trio.Event()
 
     def _state_changed(self, instance: ServiceInstance, change: StateChange) -> None:
+        self._counts[change.old] -= 1
+        self._counts[change.new] += 1
         self._notify()
 
     def _instance_done(self, instance: ServiceInstance) -> None:
+        self._done_count += 1
         self._notify()
 
     async def run(
