@@ -26,6 +26,7 @@ from typing import Any
 import httpx2
 import pytest
 import trio
+from _raw_flow import make_agreement
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from starlette.applications import Starlette
@@ -327,58 +328,6 @@ async def upload_server() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
         binds = await nursery.start(serve, app, config)
         yield binds[0], files
         nursery.cancel_scope.cancel()
-
-
-async def make_agreement(client: httpx2.AsyncClient, extra: dict[str, Any]) -> str:
-    """Allocation, demand, offer, counter-proposal, draft, approved agreement: its id."""
-
-    async def poll(path: str) -> list[Any]:
-        with trio.fail_after(20):
-            while True:
-                reply = await client.get(path, params={"timeout": 1, "maxEvents": 10})
-                if reply.json():
-                    return list(reply.json())
-
-    reply = await client.post(
-        "/payment-api/v1/allocations",
-        json={"totalAmount": "5", "paymentPlatform": "erc20-holesky-tglm"},
-    )
-    allocation = reply.json()
-    reply = await client.get(
-        "/payment-api/v1/demandDecorations",
-        params={"allocationIds": allocation["allocationId"]},
-    )
-    decorations = reply.json()
-    properties = {p["key"]: p["value"] for p in decorations["properties"]}
-    properties.update(
-        {
-            "golem.srv.comp.expiration": int((time.time() + 1200) * 1000),
-            "golem.node.debug.subnet": "public",
-            "golem.com.payment.chosen-platform": "erc20-holesky-tglm",
-            "golem.com.payment.debit-notes.accept-timeout?": 120,
-            "golem.com.scheme.payu.debit-note.interval-sec?": 60,
-            **extra,
-        }
-    )
-    constraints = "(&" + "".join(decorations["constraints"]) + "(golem.runtime.name=vm))"
-    demand = {"properties": properties, "constraints": constraints}
-    subscription = (await client.post("/market-api/v1/demands", json=demand)).json()
-    (offer,) = await poll(f"/market-api/v1/demands/{subscription}/events")
-    proposal_id = offer["proposal"]["proposalId"]
-    await client.post(f"/market-api/v1/demands/{subscription}/proposals/{proposal_id}", json=demand)
-    (draft,) = await poll(f"/market-api/v1/demands/{subscription}/events")
-    valid_to = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 3600))
-    reply = await client.post(
-        "/market-api/v1/agreements",
-        json={"proposalId": draft["proposal"]["proposalId"], "validTo": valid_to},
-    )
-    agreement_id = str(reply.json())
-    await client.post(f"/market-api/v1/agreements/{agreement_id}/confirm")
-    reply = await client.post(
-        f"/market-api/v1/agreements/{agreement_id}/wait", params={"timeout": 5}
-    )
-    assert reply.status_code == 204, reply.text
-    return agreement_id
 
 
 async def test_the_seeds_service_runs_on_localnet(

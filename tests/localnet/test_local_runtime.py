@@ -12,7 +12,6 @@ import logging
 import os
 import secrets
 import stat
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import httpx2
 import pytest
 import trio
+from _raw_flow import make_agreement
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from starlette.applications import Starlette
@@ -447,58 +447,6 @@ async def test_activity_runs_in_one_sandbox_from_deploy_to_destroy(
             assert (await client.delete(base)).status_code == 200
     assert host_processes_with(marker) == []
     assert list((tmp_path / "sandboxes").iterdir()) == []
-
-
-async def make_agreement(client: httpx2.AsyncClient, extra: dict[str, Any]) -> str:
-    """Demand -> offer -> counter -> draft -> approved agreement; its id."""
-
-    async def poll(path: str) -> list[Any]:
-        with trio.fail_after(20):
-            while True:
-                reply = await client.get(path, params={"timeout": 1, "maxEvents": 10})
-                if reply.json():
-                    return list(reply.json())
-
-    reply = await client.post(
-        "/payment-api/v1/allocations",
-        json={"totalAmount": "5", "paymentPlatform": "erc20-holesky-tglm"},
-    )
-    allocation = reply.json()
-    reply = await client.get(
-        "/payment-api/v1/demandDecorations",
-        params={"allocationIds": allocation["allocationId"]},
-    )
-    decorations = reply.json()
-    properties = {p["key"]: p["value"] for p in decorations["properties"]}
-    properties.update(
-        {
-            "golem.srv.comp.expiration": int((time.time() + 1200) * 1000),
-            "golem.node.debug.subnet": "public",
-            "golem.com.payment.chosen-platform": "erc20-holesky-tglm",
-            "golem.com.payment.debit-notes.accept-timeout?": 120,
-            "golem.com.scheme.payu.debit-note.interval-sec?": 60,
-            **extra,
-        }
-    )
-    constraints = "(&" + "".join(decorations["constraints"]) + "(golem.runtime.name=vm))"
-    demand = {"properties": properties, "constraints": constraints}
-    sub = (await client.post("/market-api/v1/demands", json=demand)).json()
-    (offer,) = await poll(f"/market-api/v1/demands/{sub}/events")
-    proposal_id = offer["proposal"]["proposalId"]
-    await client.post(f"/market-api/v1/demands/{sub}/proposals/{proposal_id}", json=demand)
-    (draft,) = await poll(f"/market-api/v1/demands/{sub}/events")
-    valid_to = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 3600))
-    reply = await client.post(
-        "/market-api/v1/agreements",
-        json={"proposalId": draft["proposal"]["proposalId"], "validTo": valid_to},
-    )
-    agreement_id = str(reply.json())
-    await client.post(f"/market-api/v1/agreements/{agreement_id}/confirm")
-    reply = await client.post(
-        f"/market-api/v1/agreements/{agreement_id}/wait", params={"timeout": 5}
-    )
-    assert reply.status_code == 204, reply.text
-    return agreement_id
 
 
 async def test_sandbox_outlives_idle_worker_threads(image: Path, tmp_path: Path) -> None:
