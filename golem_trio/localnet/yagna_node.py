@@ -21,6 +21,19 @@ How it stays offline and quiet:
   are refused at once and no DNS name is ever resolved;
 * metrics pushing is switched off and the activity watchdog limits are raised.
 
+Payments: pass a started :class:`~golem_trio.localnet._chain.LocalChain` as ``chain=`` and
+the ``erc20-holesky-tglm`` platform (:data:`PAYMENT_PLATFORM`) pays on that local chain::
+
+    with LocalChain.start() as chain, YagnaNode.start(chain=chain) as node:
+        print(node.payment_platform, node.token_address)
+
+The node then deploys the chain's test token (unless it already is), points the ``holesky``
+network of the erc20 driver at the chain (``HOLESKY_GETH_ADDR``, ``HOLESKY_TGLM_CONTRACT_ADDRESS``,
+no wrapper contract), writes a ``config-payments.toml`` into the data directory that keeps
+only that network, with intervals of one second instead of the built-in 15-60 s and without
+the multi-payment contract (every payment is a plain ``transfer``), gives the requestor
+tokens and ether, and initialises the requestor as sender and the provider as receiver.
+
 The hybrid net learns the set of local identities when it starts, so the
 daemon is started once, the provider identity is created, and the daemon is
 restarted; after that, calls between the two identities stay on the local bus.
@@ -50,13 +63,19 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import attrs
 
+if TYPE_CHECKING:
+    from ._chain import LocalChain
+
 __all__ = [
     "INSTALL_HINT",
+    "PAYMENT_NETWORK",
+    "PAYMENT_PLATFORM",
     "YAGNA_VERSION",
     "NodeIdentity",
     "YagnaNode",
@@ -90,6 +109,55 @@ PAYMENT_NETWORKS: Final = (
     "mumbai",
     "amoy",
 )
+
+PAYMENT_NETWORK: Final = "holesky"
+"""The erc20 driver's network that a node with a local chain pays on (chain id 17000)."""
+
+PAYMENT_PLATFORM: Final = f"erc20-{PAYMENT_NETWORK}-tglm"
+"""The payment platform of that network, as used in allocations and market properties."""
+
+_NO_CONTRACT: Final = "0x" + "0" * 40
+
+# The erc20 driver's config for a node with a local chain. The daemon reads
+# $YAGNA_DATADIR/config-payments.toml *instead of* its built-in one (yagna 0.17.6,
+# core/payment-driver/erc20/config-payments.toml); this is that file cut down to the holesky
+# network, with one-second intervals and no multi-payment, mint, faucet or wrapper contract.
+# The environment (HOLESKY_GETH_ADDR and friends) still applies on top of it.
+_PAYMENT_CONFIG: Final = """\
+# Written by golem_trio.localnet.yagna_node for a local chain; the daemon reads it at start.
+[engine]
+process-interval = 1
+process-interval-after-send = 1
+process-interval-after-error = 1
+process-interval-after-no-gas-or-token-start = 1
+process-interval-after-no-gas-or-token-max = 5
+process-interval-after-no-gas-or-token-increase = 1.5
+report-alive-interval = 1
+gather-interval = 1
+gather-at-start = true
+automatic-recover = false
+ignore-deadlines = false
+
+[chain.holesky]
+chain-name = "Holesky"
+chain-id = {chain_id}
+currency-symbol = "tETH"
+priority-fee = 0.000001
+max-fee-per-gas = 20.0
+transaction-timeout = 100
+token = {{ address = "{token}", symbol = "tGLM" }}
+confirmation-blocks = 0
+external-source-check-interval = 300
+
+[[chain.holesky.rpc-endpoints]]
+names = "local"
+endpoints = "{rpc_url}"
+priority = 0
+max-timeout-ms = 5000
+verify-interval-secs = 300
+allowed-head-behind-secs = 120
+"""
+_PAYMENT_CONFIG_LOADED: Final = b"Config file loaded successfully"
 
 # Variables passed through from the caller's environment; everything else is
 # set explicitly, so a developer's own yagna settings cannot leak in.
@@ -250,6 +318,10 @@ class YagnaNode:
             e.g. ``HOLESKY_GETH_ADDR`` to point a payment network at a local chain.
         base_dir: where to create the temporary data directory.
         keep_data_dir: do not remove the data directory (and log) on exit.
+        chain: a started local chain to pay on (see the module docstring); by
+            default payments are off, since every RPC endpoint is unreachable.
+        requestor_tglm: tokens minted for the requestor when ``chain`` is given.
+        requestor_eth: ether (for gas) given to the requestor when ``chain`` is given.
     """
 
     def __init__(
@@ -262,6 +334,9 @@ class YagnaNode:
         extra_env: Mapping[str, str] | None = None,
         base_dir: pathlib.Path | str | None = None,
         keep_data_dir: bool = False,
+        chain: LocalChain | None = None,
+        requestor_tglm: Decimal | int | str = 1000,
+        requestor_eth: Decimal | int | str = 10,
     ) -> None:
         self._binary = pathlib.Path(binary) if binary is not None else find_yagna_binary()
         self._startup_timeout = startup_timeout
@@ -270,6 +345,9 @@ class YagnaNode:
         self._extra_env = dict(extra_env or {})
         self._base_dir = pathlib.Path(base_dir) if base_dir is not None else None
         self._keep_data_dir = keep_data_dir
+        self._chain = chain
+        self._requestor_tglm = Decimal(requestor_tglm)
+        self._requestor_eth = Decimal(requestor_eth)
 
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._data_dir: pathlib.Path | None = None
@@ -296,6 +374,9 @@ class YagnaNode:
         extra_env: Mapping[str, str] | None = None,
         base_dir: pathlib.Path | str | None = None,
         keep_data_dir: bool = False,
+        chain: LocalChain | None = None,
+        requestor_tglm: Decimal | int | str = 1000,
+        requestor_eth: Decimal | int | str = 10,
     ) -> Self:
         """Create a node and start it; use the result in a ``with`` block (or call :meth:`stop`)."""
         node = cls(
@@ -306,6 +387,9 @@ class YagnaNode:
             extra_env=extra_env,
             base_dir=base_dir,
             keep_data_dir=keep_data_dir,
+            chain=chain,
+            requestor_tglm=requestor_tglm,
+            requestor_eth=requestor_eth,
         )
         node._boot()
         return node
@@ -334,12 +418,16 @@ class YagnaNode:
         began = time.monotonic()
         atexit.register(self.stop)
         try:
+            if self._chain is not None:
+                self._chain.ensure_token()
             self._prepare()
             self._launch_first()
             self._create_identities()
             self._stop_daemon()
             self._launch_and_wait()
             self._check_identities()
+            if self._chain is not None:
+                self._init_payments(self._chain)
         except BaseException:
             self.stop()
             raise
@@ -410,6 +498,22 @@ class YagnaNode:
     @property
     def provider_id(self) -> str:
         return self.provider.node_id
+
+    @property
+    def chain(self) -> LocalChain | None:
+        """The local chain this node pays on, or None when payments are off."""
+        return self._chain
+
+    @property
+    def payment_platform(self) -> str:
+        """The platform that pays on :attr:`chain` (:data:`PAYMENT_PLATFORM`)."""
+        self._require_chain()
+        return PAYMENT_PLATFORM
+
+    @property
+    def token_address(self) -> str:
+        """The address of the token that :attr:`payment_platform` pays in."""
+        return self._require_chain().token_address
 
     @property
     def data_dir(self) -> pathlib.Path:
@@ -545,6 +649,11 @@ class YagnaNode:
             raise YagnaNodeError("the node is not started")
         return self._ports
 
+    def _require_chain(self) -> LocalChain:
+        if self._chain is None:
+            raise YagnaNodeError("payments are off: this node was created without chain=")
+        return self._chain
+
     def _require_running(self) -> None:
         if self._closed or not self._started or self._proc is None:
             raise YagnaNodeError("the node is not running")
@@ -561,6 +670,13 @@ class YagnaNode:
             raise YagnaNodeError(
                 f"data dir path {self._data_dir} is too long for the GSB unix socket"
             )
+        if self._chain is not None:
+            config = _PAYMENT_CONFIG.format(
+                chain_id=self._chain.chain_id,
+                token=self._chain.token_address,
+                rpc_url=self._chain.rpc_url,
+            )
+            (self._data_dir / "config-payments.toml").write_text(config, encoding="utf-8")
         self._choose_ports()
 
     def _choose_ports(self) -> None:
@@ -613,6 +729,11 @@ class YagnaNode:
         )
         for network in PAYMENT_NETWORKS:
             env[f"{network.upper()}_GETH_ADDR"] = sink_url
+        if self._chain is not None:
+            prefix = PAYMENT_NETWORK.upper()
+            env[f"{prefix}_GETH_ADDR"] = self._chain.rpc_url
+            env[f"{prefix}_TGLM_CONTRACT_ADDRESS"] = self._chain.token_address
+            env[f"{prefix}_WRAPPER_CONTRACT_ADDRESS"] = _NO_CONTRACT
         env.update(self._extra_env)
         return env
 
@@ -690,6 +811,21 @@ class YagnaNode:
         self._provider = NodeIdentity(
             node_id=provider_id, alias=_PROVIDER_ALIAS, app_key=provider_key
         )
+
+    def _init_payments(self, chain: LocalChain) -> None:
+        """Fund the requestor and make both identities ready to pay and be paid."""
+        if _PAYMENT_CONFIG_LOADED not in self.log_path.read_bytes():
+            raise YagnaNodeError(
+                f"the daemon did not load {self.data_dir / 'config-payments.toml'}\n"
+                f"{self.log_tail()}"
+            )
+        if self._requestor_tglm:
+            chain.mint(self.requestor_id, self._requestor_tglm)
+        if self._requestor_eth:
+            chain.set_eth_balance(self.requestor_id, self._requestor_eth)
+        network = ("--network", PAYMENT_NETWORK)
+        self.cli("payment", "init", "--sender", *network, "--account", self.requestor_id)
+        self.cli("payment", "init", "--receiver", *network, "--account", self.provider_id)
 
     def _check_identities(self) -> None:
         for ident in (self.requestor, self.provider):
