@@ -337,7 +337,11 @@ class YagnaNode:
         chain: LocalChain | None = None,
         requestor_tglm: Decimal | int | str = 1000,
         requestor_eth: Decimal | int | str = 10,
+        providers: int = 1,
     ) -> None:
+        if providers < 1:
+            raise ValueError(f"providers must be >= 1, got {providers}")
+        self._provider_count = providers
         self._binary = pathlib.Path(binary) if binary is not None else find_yagna_binary()
         self._startup_timeout = startup_timeout
         self._stop_timeout = stop_timeout
@@ -357,6 +361,7 @@ class YagnaNode:
         self._proc: subprocess.Popen[bytes] | None = None
         self._requestor: NodeIdentity | None = None
         self._provider: NodeIdentity | None = None
+        self._providers: list[NodeIdentity] = []
         self._started = False
         self._closed = False
         self._startup_seconds: float | None = None
@@ -377,8 +382,12 @@ class YagnaNode:
         chain: LocalChain | None = None,
         requestor_tglm: Decimal | int | str = 1000,
         requestor_eth: Decimal | int | str = 10,
+        providers: int = 1,
     ) -> Self:
-        """Create a node and start it; use the result in a ``with`` block (or call :meth:`stop`)."""
+        """Create a node and start it; use the result in a ``with`` block (or call :meth:`stop`).
+
+        ``providers`` provider identities are made (each with its own app key), all local to
+        the daemon, so one daemon can host that many simulated providers."""
         node = cls(
             binary=binary,
             startup_timeout=startup_timeout,
@@ -390,6 +399,7 @@ class YagnaNode:
             chain=chain,
             requestor_tglm=requestor_tglm,
             requestor_eth=requestor_eth,
+            providers=providers,
         )
         node._boot()
         return node
@@ -482,6 +492,13 @@ class YagnaNode:
         if self._provider is None:
             raise YagnaNodeError("the node is not started")
         return self._provider
+
+    @property
+    def providers(self) -> list[NodeIdentity]:
+        """Every provider identity (the first is :attr:`provider`)."""
+        if not self._providers:
+            raise YagnaNodeError("the node is not started")
+        return list(self._providers)
 
     @property
     def requestor_app_key(self) -> str:
@@ -629,7 +646,7 @@ class YagnaNode:
         except OSError:
             return "(no daemon log)"
         tail = "\n".join(text.splitlines()[-lines:])
-        for ident in (self._requestor, self._provider):
+        for ident in (self._requestor, *self._providers):
             if ident is not None:
                 tail = tail.replace(ident.app_key, "<app-key>")
         return f"--- last lines of {self.log_path} ---\n{tail}"
@@ -800,17 +817,25 @@ class YagnaNode:
     def _create_identities(self) -> None:
         requestor_key = self.cli_json("app-key", "create", _REQUESTOR_KEY_NAME)
         default_id = self.cli_json("id", "show")
-        created = self.cli_json("id", "create", _PROVIDER_ALIAS, "--no-password")
-        provider_id = _ok_node_id(created, "id create")
-        provider_key = self.cli_json("app-key", "create", _PROVIDER_KEY_NAME, "--id", provider_id)
-        if not isinstance(requestor_key, str) or not isinstance(provider_key, str):
+        if not isinstance(requestor_key, str):
             raise YagnaNodeError("`yagna app-key create --json` did not print a JSON string")
         self._requestor = NodeIdentity(
             node_id=_ok_node_id(default_id, "id show"), alias=None, app_key=requestor_key
         )
-        self._provider = NodeIdentity(
-            node_id=provider_id, alias=_PROVIDER_ALIAS, app_key=provider_key
-        )
+        for n in range(self._provider_count):
+            suffix = "" if n == 0 else f"-{n + 1}"
+            alias = _PROVIDER_ALIAS + suffix
+            created = self.cli_json("id", "create", alias, "--no-password")
+            provider_id = _ok_node_id(created, "id create")
+            provider_key = self.cli_json(
+                "app-key", "create", _PROVIDER_KEY_NAME + suffix, "--id", provider_id
+            )
+            if not isinstance(provider_key, str):
+                raise YagnaNodeError("`yagna app-key create --json` did not print a JSON string")
+            self._providers.append(
+                NodeIdentity(node_id=provider_id, alias=alias, app_key=provider_key)
+            )
+        self._provider = self._providers[0]
 
     def _init_payments(self, chain: LocalChain) -> None:
         """Fund the requestor and make both identities ready to pay and be paid."""
@@ -825,10 +850,11 @@ class YagnaNode:
             chain.set_eth_balance(self.requestor_id, self._requestor_eth)
         network = ("--network", PAYMENT_NETWORK)
         self.cli("payment", "init", "--sender", *network, "--account", self.requestor_id)
-        self.cli("payment", "init", "--receiver", *network, "--account", self.provider_id)
+        for provider in self._providers:
+            self.cli("payment", "init", "--receiver", *network, "--account", provider.node_id)
 
     def _check_identities(self) -> None:
-        for ident in (self.requestor, self.provider):
+        for ident in (self.requestor, *self._providers):
             try:
                 me = self.get_json("/me", ident.app_key)
             except (OSError, ValueError) as exc:

@@ -85,3 +85,15 @@ def test_second_node_restarts_and_cleans_up(yagna_node: YagnaNode) -> None:
     assert not data_dir.exists()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_several_provider_identities_are_local_to_one_daemon() -> None:
+    with YagnaNode.start(providers=3) as node:
+        providers = node.providers
+        assert len({p.node_id for p in providers}) == 3
+        assert providers[0] == node.provider
+        assert node.requestor.node_id not in {p.node_id for p in providers}
+        for provider in providers:
+            me = node.get_json("/me", provider.app_key)
+            assert me["identity"] == provider.node_id
+        assert all(p.app_key not in node.log_tail(400) for p in providers)
