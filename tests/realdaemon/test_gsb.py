@@ -10,7 +10,7 @@ import trio
 from golem_trio.localnet._gsb import GsbBus, GsbCallError, GsbRegisterError, open_gsb
 from golem_trio.localnet.yagna_node import YagnaNode
 
-TEST_DEADLINE = 20.0
+TEST_DEADLINE = 40.0
 
 
 async def _refused(bus: GsbBus, address: str) -> GsbCallError:
@@ -113,7 +113,8 @@ async def test_a_closed_connection_unregisters_its_services(yagna_node: YagnaNod
                 server.serve(service, ok)
                 await server.register(service)
                 assert await client.call(f"{service}/Ping", {}) == {"Ok": None}
-            # The router drops the services of a closed connection.
-            with trio.fail_after(5):
+            # The router drops the services of a closed connection (a hang bound only: the
+            # router may take a while on a loaded machine).
+            with trio.fail_after(20):
                 exc = await _refused(client, f"{service}/Ping")
             assert exc.code in (400, 500)
