@@ -1,7 +1,9 @@
 """The ``golem-trio`` command.
 
 ``golem-trio localnet`` serves a LocalNet (an emulated yagna daemon with emulated providers) on
-loopback until SIGINT or SIGTERM. Its only standard output is two lines to ``eval`` or copy::
+loopback until SIGINT or SIGTERM; with ``--backend yagna`` the same simulated providers serve
+a real yagna daemon (PyPI ``golem-node``) started offline, with payments on a local chain. Its
+only standard output is two lines to ``eval`` or copy::
 
     YAGNA_API_URL=http://127.0.0.1:7465
     YAGNA_APPKEY=...
@@ -84,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     localnet.add_argument(
         "--faults", metavar="NAME_OR_FILE", help="fault plan: a built-in name or a plan file"
     )
+    localnet.add_argument(
+        "--backend",
+        choices=("emulator", "yagna"),
+        default="emulator",
+        help=(
+            "emulator: LocalNet's own daemon emulator; yagna: a real yagna daemon (port of its "
+            "own choosing) with payments on a local chain (default: %(default)s)"
+        ),
+    )
     return parser
 
 
@@ -102,6 +113,11 @@ def _check_localnet(args: argparse.Namespace) -> None:
         raise _UsageError(f"--port {args.port}: must be between 0 and 65535")
     if args.providers < 0:
         raise _UsageError(f"--providers {args.providers}: must not be negative")
+    if args.backend == "yagna":
+        if args.plan is not None:
+            raise _UsageError("--faults: fault plans are for the emulator backend only")
+        if args.providers < 1:
+            raise _UsageError("--providers: the yagna backend needs at least one provider")
 
 
 def _is_loopback(host: str) -> bool:
@@ -126,9 +142,36 @@ def _localnet(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def _announce(url: str, app_key: str) -> None:
+    # The app key is printed here on purpose: handing it over is this command's job (it is
+    # a throwaway key of this LocalNet). It goes nowhere else.
+    sys.stdout.write(f"YAGNA_API_URL={shlex.quote(url)}\nYAGNA_APPKEY={shlex.quote(app_key)}\n")
+    sys.stdout.flush()
+
+
+async def _serve_yagna(args: argparse.Namespace) -> int:
+    from golem_trio.localnet._yagna_backend import open_yagna_localnet
+
+    specs = ProviderPopulation(count=args.providers, seed=args.seed).specs()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_yagna_localnet(specs) as net:
+            _announce(net.url, net.app_key)
+            _error(
+                f"LocalNet: {args.providers} simulated provider(s) on a real yagna daemon at "
+                f"{net.url}, payments on a local chain. Stop with Ctrl-C (SIGINT) or SIGTERM."
+            )
+            async for signum in signals:
+                _error(f"LocalNet: {signal.Signals(signum).name} received, stopping.")
+                break
+    _error("LocalNet: stopped.")
+    return EXIT_OK
+
+
 async def _serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; the exit status."""
     await trio.lowlevel.checkpoint()
+    if args.backend == "yagna":
+        return await _serve_yagna(args)
     serving = False
     bind_error: OSError | None = None
     # Signals that come while LocalNet starts wait in the receiver; it stops right after.
@@ -143,13 +186,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 port=args.port,
             ) as net:
                 serving = True
-                # The app key is printed here on purpose: handing it over is this command's
-                # job (it is the emulator's own throwaway key). It goes nowhere else.
-                sys.stdout.write(
-                    f"YAGNA_API_URL={shlex.quote(str(net.url))}\n"
-                    f"YAGNA_APPKEY={shlex.quote(net.app_key)}\n"
-                )
-                sys.stdout.flush()
+                _announce(str(net.url), net.app_key)
                 _error(
                     f"LocalNet: {args.providers} emulated provider(s), seed {args.seed}, "
                     f"serving the daemon API at {net.url}. Stop with Ctrl-C (SIGINT) or SIGTERM."

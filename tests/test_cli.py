@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -210,3 +211,54 @@ def test_python_m_runs_the_command() -> None:
     )
     assert (done.returncode, done.stdout) == (2, "")
     assert "no fault plan named 'no-such-plan.json'" in done.stderr
+
+
+async def test_the_yagna_backend_serves_a_real_daemon_and_stops_it(tmp_path: Path) -> None:
+    stderr_path = tmp_path / "stderr.txt"
+    async with localnet_process(stderr_path, "--backend", "yagna", "--providers", "2") as process:
+        assert process.stdout is not None
+        with trio.fail_after(90):
+            lines = await read_lines(process.stdout, 2)
+        variables = parse_assignments(lines)
+        url, key = variables["YAGNA_API_URL"], variables["YAGNA_APPKEY"]
+        assert url.startswith("http://127.0.0.1:")
+        with trio.fail_after(30):
+            async with httpx2.AsyncClient(base_url=url) as client:
+                auth = {"Authorization": f"Bearer {key}"}
+                version = (await client.get("/version/get", headers=auth)).json()
+                assert version["current"]["version"] == "0.17.6"
+                me = (await client.get("/me", headers=auth)).json()
+                assert me["identity"].startswith("0x")
+                # The simulated providers' offers are on the real daemon's market.
+                expiration = int((time.time() + 900) * 1000)
+                demand = {
+                    "properties": {
+                        "golem.srv.comp.expiration": expiration,
+                        "golem.node.debug.subnet": "public",
+                    },
+                    "constraints": "(golem.node.debug.subnet=public)",
+                }
+                sub = (
+                    await client.post("/market-api/v1/demands", json=demand, headers=auth)
+                ).json()
+                offers: set[str] = set()
+                while len(offers) < 2:
+                    events = await client.get(
+                        f"/market-api/v1/demands/{sub}/events",
+                        params={"timeout": 2, "maxEvents": 10},
+                        headers=auth,
+                    )
+                    offers |= {e["proposal"]["issuerId"] for e in events.json()}
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(60):
+            await process.wait()
+        assert process.returncode == 0
+    stderr = stderr_path.read_text()
+    assert "real yagna daemon" in stderr
+    assert "Traceback" not in stderr
+    assert key not in stderr
+
+
+def test_fault_plans_are_for_the_emulator_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["localnet", "--backend", "yagna", "--faults", "chaos"]) == 2
+    assert "emulator backend only" in capsys.readouterr().err

@@ -9,6 +9,7 @@ daemon. :class:`ProviderAgent` is the loop that reads a provider's market events
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Protocol
@@ -33,6 +34,8 @@ __all__ = [
     "negotiate",
     "offer_properties",
 ]
+
+logger = logging.getLogger("golem_trio.localnet.provider")
 
 ACCEPT_TIMEOUT = "golem.com.payment.debit-notes.accept-timeout?"
 DEBIT_NOTE_INTERVAL = "golem.com.scheme.payu.debit-note.interval-sec?"
@@ -436,6 +439,8 @@ class AgreementLife:
         #: When each activity was last billed (trio time).
         self.noted: dict[str, float] = {}
         self.invoice_id: str | None = None
+        #: Why the daemon refused the invoice, if it did.
+        self.invoice_refused: str | None = None
         self.end_code: str | None = None
 
     async def run(self) -> None:
@@ -540,8 +545,15 @@ class AgreementLife:
         if not honest and self.agent.faults is not None:
             total *= self.agent.faults.inflation()
         activity_ids = [a for a, _ in activities]
-        self.invoice_id = await port.send_invoice(
-            self.agreement_id, activity_ids, total, due, honest=honest
-        )
+        try:
+            self.invoice_id = await port.send_invoice(
+                self.agreement_id, activity_ids, total, due, honest=honest
+            )
+        except Exception as exc:
+            # A daemon may refuse it (the real one never lowers an amount already asked for
+            # in a debit note); the provider lives on, the agreement stays uninvoiced.
+            self.invoice_refused = f"{type(exc).__name__}: {exc}"
+            logger.warning("provider %s: invoice refused: %s", self.agent.spec.name, exc)
+            return
         if "second-invoice" in cheats:
             await port.send_invoice(self.agreement_id, activity_ids, total, due, honest=False)

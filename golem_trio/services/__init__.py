@@ -15,6 +15,7 @@ from ._policy import Restart as Restart
 from ._policy import RestartPolicy as RestartPolicy
 from ._reasons import Aborted as Aborted
 from ._reasons import ActivityDied as ActivityDied
+from ._reasons import AgreementLost as AgreementLost
 from ._reasons import BudgetExhausted as BudgetExhausted
 from ._reasons import ClusterStopped as ClusterStopped
 from ._reasons import Expired as Expired
@@ -41,6 +42,7 @@ __all__ = [
     "TRANSITIONS",
     "Aborted",
     "ActivityDied",
+    "AgreementLost",
     "BudgetExhausted",
     "Cluster",
     "ClusterClosed",

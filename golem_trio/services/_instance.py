@@ -39,6 +39,7 @@ from ._policy import HealthCheck, RestartTracker
 from ._reasons import (
     Aborted,
     ActivityDied,
+    AgreementLost,
     Expired,
     HandlerFailed,
     HealthCheckFailed,
@@ -403,13 +404,24 @@ class ServiceInstance:
         return not state.alive
 
     def _agreement_terminated(self, event: AgreementTerminatedEvent) -> None:
-        if event.terminator != "Provider":
-            return
-        self._provider_ended = event
         extra: dict[str, Any] = dict(event.reason.extra) if event.reason else {}
-        code = extra.get("golem.provider.code")
         message = event.reason.message if event.reason else None
-        self.cancel(ProviderTerminated(str(code) if code is not None else None, message))
+        # The reason's code names the side that wrote it. (A daemon hosting both sides, as
+        # LocalNet's real-daemon backend does, reports a requestor's termination on the
+        # provider's copy of the agreement too, with terminator "Provider".)
+        written_by_requestor = (
+            "golem.requestor.code" in extra and "golem.provider.code" not in extra
+        )
+        if event.terminator == "Provider" and not written_by_requestor:
+            self._provider_ended = event
+            code = extra.get("golem.provider.code")
+            self.cancel(ProviderTerminated(str(code) if code is not None else None, message))
+        elif self._life is not None:
+            # Ended on our side while this life still runs: the payment processor broke it
+            # over a bad debit note (or another client of the same identity did).
+            self._provider_ended = event
+            code = extra.get("golem.requestor.code")
+            self.cancel(AgreementLost(str(code) if code is not None else None, message))
 
     async def _stop_phase(self, reason: StopReason, ctx: WorkContext | None) -> None:
         """The stopping phase: shielded, bounded, always run."""

@@ -14,6 +14,7 @@ import attrs
 __all__ = [
     "Aborted",
     "ActivityDied",
+    "AgreementLost",
     "BudgetExhausted",
     "ClusterStopped",
     "Expired",
@@ -143,6 +144,24 @@ class ProviderTerminated(StopReason):
     def message(self) -> str:
         text = f"the provider terminated the agreement ({self.provider_code or 'no code'})"
         return f"{text}: {self.provider_message}" if self.provider_message else text
+
+
+@attrs.frozen
+class AgreementLost(StopReason):
+    """The agreement was terminated on the requestor's side while the instance ran, not by
+    the instance: the payment processor broke it over a bad debit note (its GAP-3
+    ``golem.requestor.code`` is ``code``), or another client of the same identity did."""
+
+    code: ClassVar[str] = "AgreementLost"
+    failure: ClassVar[bool] = True
+    requestor_code: ClassVar[str] = "Cancelled"
+    termination_code: str | None = None
+    termination_message: str | None = None
+
+    @property
+    def message(self) -> str:
+        text = f"the agreement was terminated ({self.termination_code or 'no code'})"
+        return f"{text}: {self.termination_message}" if self.termination_message else text
 
 
 @attrs.frozen

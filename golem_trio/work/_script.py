@@ -498,8 +498,29 @@ class Script:
             try:
                 got = await self._next(batch_id, index)
             except ActivityGone as gone:
+                step = steps[index]
+                if isinstance(step.command, Terminate) and index == len(steps) - 1:
+                    # The activity ended because this command asked it to: an exe-unit may
+                    # stop answering for its batch once it has terminated.
+                    ctx = self.ctx
+                    result = Result(index, step.text, True, None, None, None, "terminated")
+                    ctx._emit(
+                        CommandExecuted(
+                            ctx.activity_id,
+                            ctx.agreement_id,
+                            index,
+                            step.text,
+                            True,
+                            None,
+                            None,
+                            None,
+                        )
+                    )
+                    results.append(result)
+                    step.handle._resolve(result)
+                    return
                 # The command that was running is the one the activity died in.
-                steps[index].handle._fail(gone)
+                step.handle._fail(gone)
                 raise
             mine = [r for r in got if r.index == index]
             if not mine:

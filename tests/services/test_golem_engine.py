@@ -10,10 +10,16 @@ from decimal import Decimal
 import trio
 import trio.testing
 
-from golem_trio import Golem, Result, Script, Service, ServiceState, vm
+from golem_trio import Golem, Restart, RestartPolicy, Result, Script, Service, ServiceState, vm
 from golem_trio.events import ServiceStateChanged
-from golem_trio.localnet import ProviderSpec, Reply, ledger, open_localnet, scripted_runtime_factory
-from golem_trio.services import RunFinished
+from golem_trio.localnet import (
+    ProviderSpec,
+    Reply,
+    ledger,
+    open_localnet,
+    scripted_runtime_factory,
+)
+from golem_trio.services import AgreementLost, RunFinished
 from golem_trio.testing import assert_invariants, snapshot_tasks
 
 EPOCH = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -93,3 +99,51 @@ async def test_two_instances_run_stop_and_are_paid(
     assert report.allocation_released
     changes = [e for e in events if isinstance(e, ServiceStateChanged)]
     assert [e.new for e in changes].count("running") == 2
+
+
+class Forever(EchoService):
+    async def run(self) -> None:  # type: ignore[override]
+        await trio.sleep_forever()
+
+
+async def test_an_overcharging_provider_loses_the_agreement_and_the_next_life_goes_elsewhere(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    specs = [ProviderSpec(name="cheat", price_cpu_sec=Decimal("0.00001"))] + [
+        ProviderSpec(name=f"honest{i}", price_cpu_sec=Decimal("0.001")) for i in range(2)
+    ]
+    runtime = scripted_runtime_factory({"/bin/echo": echo})
+    async with open_localnet(specs, epoch=EPOCH, runtime=runtime) as net:
+        net.faults.dishonest("cheat", "inflate")
+        lives_running: list[str] = []
+        running_again = trio.Event()
+
+        def watch(event: object) -> None:
+            if isinstance(event, ServiceStateChanged) and event.new == "running":
+                lives_running.append(str(event.provider_name))
+                if len(lives_running) == 2:
+                    running_again.set()
+
+        async with Golem(
+            budget=BUDGET, localnet=net, handle_signals=False, event_consumer=watch
+        ) as golem:
+            cluster = await golem.run_service(
+                Forever,
+                num_instances=1,
+                expiration=net.daemon.clock.now() + dt.timedelta(minutes=30),
+                restart=RestartPolicy(Restart.ON_FAILURE, backoff=0.0),
+            )
+            (service,) = cluster.instances
+            with trio.fail_after(3600):
+                await running_again.wait()
+            await cluster.stop()
+        assert_invariants(net, budget=BUDGET)
+        book = ledger(net)
+    first = service.instance.stop_reasons[0]
+    assert isinstance(first, AgreementLost)
+    assert first.termination_code is not None
+    # The cheapest provider is tried first, cheats, and is banned: the next life is elsewhere.
+    assert lives_running[0] == "cheat"
+    assert lives_running[1] != "cheat"
+    assert len(book["agreements"]) == 2
+    assert not any(n["honest"] is False and n["status"] == "ACCEPTED" for n in book["debitNotes"])
