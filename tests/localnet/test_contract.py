@@ -35,11 +35,14 @@ _CONTRACT = str(Path(__file__).resolve().parents[1] / "yagna")
 if _CONTRACT not in sys.path:
     sys.path.insert(0, _CONTRACT)
 from contract.openapi_support import (  # noqa: E402
-    Operation,
     load_specs,
     requestor_operations,
-    validate_request,
     validate_response,
+)
+from contract.validating import (  # noqa: E402
+    ValidatingTransport,
+    call,
+    operation_key,
 )
 
 Json = Any
@@ -56,12 +59,6 @@ UNKNOWN_PROPOSAL = "R-" + "0" * 64
 UNKNOWN_AGREEMENT = "0" * 64
 UNKNOWN_HEX_ID = "0" * 32
 UNKNOWN_UUID = "00000000-0000-0000-0000-000000000000"
-
-#: Marks a request that is deliberately invalid (an error path): only the reply is validated.
-INVALID_REQUEST = {"contract": "invalid-request"}
-#: Marks an exchange whose reply is a known emulator deviation (see :data:`DEVIATIONS`): the
-#: request is validated, the reply only recorded; a strict xfail test checks the reply itself.
-KNOWN_DEVIATION = {"contract": "known-deviation"}
 
 #: Emulator replies that do not match the specs and are not daemon deviations either; each has
 #: a strict xfail test below, so fixing the emulator makes that test (and this entry) go.
@@ -194,62 +191,6 @@ EXPECTED: frozenset[tuple[str, int]] = frozenset(
         ("GET /payment-api/v1/allocations/{allocationId}/expenditures", 200),
     }
 )
-
-
-def _key(op: Operation) -> str:
-    return f"{op.method} {op.path}"
-
-
-class ValidatingTransport(httpx2.AsyncBaseTransport):
-    """Delegates to ``inner`` and checks every request and reply against the patched specs,
-    recording each ``(operation, status)``. A request sent with the ``INVALID_REQUEST``
-    extension (a deliberate error path) is not validated, its reply is; one sent with
-    ``KNOWN_DEVIATION`` is validated and its reply only recorded (see :data:`DEVIATIONS`).
-    Event-stream replies are passed through unread (they never end): the caller validates the
-    frames it read."""
-
-    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.seen: set[tuple[str, int]] = set()
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        mark = request.extensions.get("contract")
-        op = validate_request(request) if mark != "invalid-request" else None
-        response = await self.inner.handle_async_request(request)
-        if response.headers.get("content-type", "").startswith("text/event-stream"):
-            return response
-        await response.aread()
-        if mark == "known-deviation" and op is not None:
-            self.seen.add((_key(op), response.status_code))
-            return response
-        op = validate_response(request, response)
-        self.seen.add((_key(op), response.status_code))
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def call(
-    client: httpx2.AsyncClient,
-    method: str,
-    path: str,
-    expect: int,
-    *,
-    invalid: bool = False,
-    deviation: bool = False,
-    **kwargs: Any,
-) -> httpx2.Response:
-    """One request; its reply must have status ``expect`` (and match the specs)."""
-    if invalid:
-        kwargs["extensions"] = INVALID_REQUEST
-    elif deviation:
-        kwargs["extensions"] = KNOWN_DEVIATION
-    response = await client.request(method, path, **kwargs)
-    assert response.status_code == expect, (
-        f"{method} {path}: expected {expect}, got {response.status_code} {response.text!r}"
-    )
-    return response
 
 
 def demand_body(net: LocalNet, decoration: Json, **overrides: Any) -> Json:
@@ -601,7 +542,7 @@ def _check_coverage(seen: set[tuple[str, int]]) -> None:
     missing = [
         str(op)
         for op in requestor_operations()
-        if _key(op) not in reached
+        if operation_key(op) not in reached
         and (op.method, op.path) not in NOT_EMULATED
         and (op.method, op.path) not in ELSEWHERE
     ]
