@@ -37,7 +37,6 @@ import os
 import pathlib
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -50,12 +49,7 @@ from typing import Any, Final, Self
 import attrs
 import httpx2
 
-from .yagna_node import (
-    LOOPBACK,
-    _parent_death_hook,
-    _signal_group,
-    _wait_exited_unreaped,
-)
+from .yagna_node import LOOPBACK, _parent_death_hook, stop_process_group
 
 __all__ = [
     "ANVIL_INSTALL_HINT",
@@ -94,7 +88,6 @@ _PASSTHROUGH_ENV: Final = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", 
 _LISTENING = re.compile(rb"Listening on (\d+\.\d+\.\d+\.\d+):(\d+)")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _POLL_INTERVAL: Final = 0.05
-_SIGTERM_REPEAT: Final = 0.5
 _DEPLOY_GAS: Final = 2_000_000
 _CALL_GAS: Final = 200_000
 
@@ -395,24 +388,8 @@ class LocalChain:
 
     def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        pgid = proc.pid  # start_new_session: anvil leads its own group
-        try:
-            if proc.returncode is None:
-                deadline = time.monotonic() + self._stop_timeout
-                exited = False
-                while not exited and time.monotonic() < deadline:
-                    _signal_group(pgid, signal.SIGTERM)
-                    exited = _wait_exited_unreaped(
-                        proc.pid, min(_SIGTERM_REPEAT, max(0.0, deadline - time.monotonic()))
-                    )
-                if not exited:
-                    _signal_group(pgid, signal.SIGKILL)
-                    _wait_exited_unreaped(proc.pid, 10.0)
-        finally:
-            _signal_group(pgid, signal.SIGKILL)
-            proc.wait(timeout=10.0)
+        if proc is not None:
+            stop_process_group(proc, self._stop_timeout)
 
     # -------------------------------------------------------------- properties
 

@@ -867,28 +867,32 @@ class YagnaNode:
 
     def _stop_daemon(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        pgid = proc.pid  # start_new_session: the daemon leads its own group
-        try:
-            if proc.returncode is None:
-                # A SIGTERM that arrives while the daemon is still starting (before its REST
-                # server runs) is swallowed, so repeat it until the daemon goes or time is up.
-                deadline = time.monotonic() + self._stop_timeout
-                exited = False
-                while not exited and time.monotonic() < deadline:
-                    _signal_group(pgid, signal.SIGTERM)
-                    exited = _wait_exited_unreaped(
-                        proc.pid, min(_SIGTERM_REPEAT, max(0.0, deadline - time.monotonic()))
-                    )
-                if not exited:
-                    _signal_group(pgid, signal.SIGKILL)
-                    _wait_exited_unreaped(proc.pid, 10.0)
-        finally:
-            # Anything left in the group goes too; the unreaped leader keeps the id reserved.
-            _signal_group(pgid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10.0)
+        if proc is not None:
+            stop_process_group(proc, self._stop_timeout)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], stop_timeout: float) -> None:
+    """Stop a process started with ``start_new_session`` and everything in its group: SIGTERM,
+    repeated (a SIGTERM that arrives while a daemon is still starting may be swallowed) until
+    it exits or ``stop_timeout`` passes, then SIGKILL to the whole group."""
+    pgid = proc.pid  # start_new_session: the process leads its own group
+    try:
+        if proc.returncode is None:
+            deadline = time.monotonic() + stop_timeout
+            exited = False
+            while not exited and time.monotonic() < deadline:
+                _signal_group(pgid, signal.SIGTERM)
+                exited = _wait_exited_unreaped(
+                    proc.pid, min(_SIGTERM_REPEAT, max(0.0, deadline - time.monotonic()))
+                )
+            if not exited:
+                _signal_group(pgid, signal.SIGKILL)
+                _wait_exited_unreaped(proc.pid, 10.0)
+    finally:
+        # Anything left in the group goes too; the unreaped leader keeps the id reserved.
+        _signal_group(pgid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10.0)
 
 
 def _ok_node_id(reply: Any, what: str) -> str:
