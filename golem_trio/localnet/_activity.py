@@ -674,25 +674,7 @@ class ActivityState:
     async def _execute(
         self, activity: Activity, name: str, body: Mapping[str, Any]
     ) -> tuple[CommandOutcome | None, Json]:
-        runtime = activity.runtime
-        if name == "deploy":
-            await runtime.deploy(body)
-        elif name == "start":
-            await runtime.start(body.get("args") or [])
-        elif name == "run":
-            capture = body.get("capture") or {}
-            modes = {stream: _capture_mode(capture.get(stream)) for stream in ("stdout", "stderr")}
-            args: Sequence[str] = body.get("args") or []
-            outcome = await runtime.run(body["entry_point"], args, body.get("capture"))
-            return outcome, modes
-        elif name == "transfer":
-            outcome = await runtime.transfer(body["from"], body["to"])
-            if outcome.exit_code != 0:
-                raise RuntimeFailure(outcome.message or "transfer failed")
-            return None, {}
-        else:  # sign, terminate
-            await trio.lowlevel.checkpoint()
-        return None, {}
+        return await execute_command(activity.runtime, name, body)
 
     # --- results ---------------------------------------------------------------------------------
 
@@ -749,3 +731,28 @@ class ActivityState:
             batch.live_listeners()
             batch.listeners.append(send)
         return receive
+
+
+async def execute_command(
+    runtime: Runtime, name: str, body: Mapping[str, Any]
+) -> tuple[CommandOutcome | None, Json]:
+    """Run one exe-script command on ``runtime``: its outcome (``run`` only) and the capture
+    modes of its output. A failing deploy, start or transfer raises :class:`RuntimeFailure`.
+    Shared by the emulator and the real daemon backend's exe-unit."""
+    if name == "deploy":
+        await runtime.deploy(body)
+    elif name == "start":
+        await runtime.start(body.get("args") or [])
+    elif name == "run":
+        capture = body.get("capture") or {}
+        modes = {stream: _capture_mode(capture.get(stream)) for stream in ("stdout", "stderr")}
+        args: Sequence[str] = body.get("args") or []
+        outcome = await runtime.run(body["entry_point"], args, body.get("capture"))
+        return outcome, modes
+    elif name == "transfer":
+        outcome = await runtime.transfer(body["from"], body["to"])
+        if outcome.exit_code != 0:
+            raise RuntimeFailure(outcome.message or "transfer failed")
+    else:  # sign, terminate
+        await trio.lowlevel.checkpoint()
+    return None, {}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
 import trio
@@ -38,8 +38,8 @@ from ._activity import (
     CommandResult,
     ExeUnitState,
     _at_end,
-    _capture_mode,
     _render,
+    execute_command,
     format_event_time,
 )
 from ._gsb import GsbBus, GsbClosed, GsbError
@@ -418,24 +418,7 @@ class ExeUnit:
     async def _execute(
         self, name: str, body: Mapping[str, Any]
     ) -> tuple[CommandOutcome | None, Json]:
-        runtime = self.runtime
-        if name == "deploy":
-            await runtime.deploy(body)
-        elif name == "start":
-            await runtime.start(body.get("args") or [])
-        elif name == "run":
-            capture = body.get("capture") or {}
-            modes = {stream: _capture_mode(capture.get(stream)) for stream in ("stdout", "stderr")}
-            args: Sequence[str] = body.get("args") or []
-            outcome = await runtime.run(body["entry_point"], args, body.get("capture"))
-            return outcome, modes
-        elif name == "transfer":
-            outcome = await runtime.transfer(body["from"], body["to"])
-            if outcome.exit_code != 0:
-                raise RuntimeFailure(outcome.message or "transfer failed")
-        else:  # sign, terminate
-            await trio.lowlevel.checkpoint()
-        return None, {}
+        return await execute_command(self.runtime, name, body)
 
     async def _batch_results(self, payload: Mapping[str, Any]) -> Json:
         batch = self.batches.get(str(payload.get("batchId")))
