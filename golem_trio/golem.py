@@ -81,6 +81,15 @@ def _main_script_dir() -> Path | None:
     return Path(main_file).resolve().parent if main_file else None
 
 
+def _only_error(exc: BaseException) -> BaseException | None:
+    """The one exception inside nested groups of one each, or ``None``."""
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _is_keyboard_interrupt(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return any(_is_keyboard_interrupt(inner) for inner in exc.exceptions)
@@ -298,6 +307,15 @@ class Golem:
         await stack.__aenter__()
         try:
             await stack.enter_async_context(self._run())
+        except ExceptionGroup as group:
+            with trio.move_on_after(self.timeouts.cleanup, shield=True):
+                await stack.aclose()
+            # Starting failed for one reason (no daemon, a wrong app key, no funds): raise
+            # that error itself, not the task groups it passed through.
+            leaf = _only_error(group)
+            if leaf is not None:
+                raise leaf from group
+            raise
         except BaseException:
             with trio.move_on_after(self.timeouts.cleanup, shield=True):
                 await stack.aclose()

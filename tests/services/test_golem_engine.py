@@ -4,9 +4,11 @@ run a few cycles, stop on their own, are paid, and leave nothing open."""
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from collections.abc import AsyncGenerator, Awaitable
 from decimal import Decimal
 
+import pytest
 import trio
 import trio.testing
 
@@ -19,8 +21,9 @@ from golem_trio.localnet import (
     open_localnet,
     scripted_runtime_factory,
 )
-from golem_trio.services import AgreementLost, RunFinished
+from golem_trio.services import AgreementLost, RunFinished, ServiceDefinitionError
 from golem_trio.testing import assert_invariants, snapshot_tasks
+from golem_trio.yagna import ApiConfig, DaemonUnreachable, Unauthorized
 
 EPOCH = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 HASH = "8b11df59f84358d47fc6776d0bb7290b0054c15ded2d6f54cf634488"
@@ -147,3 +150,38 @@ async def test_an_overcharging_provider_loses_the_agreement_and_the_next_life_go
     assert lives_running[1] != "cheat"
     assert len(book["agreements"]) == 2
     assert not any(n["honest"] is False and n["status"] == "ACCEPTED" for n in book["debitNotes"])
+
+
+async def test_no_daemon_is_a_typed_error_at_start() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))  # a port nobody listens on
+        port = holder.getsockname()[1]
+        config = ApiConfig(app_key="key", api_url=f"http://127.0.0.1:{port}")
+        with pytest.raises(DaemonUnreachable):
+            async with Golem(budget=1, api_config=config, handle_signals=False):
+                raise AssertionError("the engine must not start")
+
+
+async def test_a_wrong_app_key_is_a_typed_error_at_start() -> None:
+    async with open_localnet([ProviderSpec(name="p0")], serve=True) as net:
+        assert net.url is not None
+        config = ApiConfig(app_key="not-the-key", api_url=net.url)
+        with pytest.raises(Unauthorized):
+            async with Golem(budget=1, api_config=config, handle_signals=False):
+                raise AssertionError("the engine must not start")
+        assert ledger(net)["allocations"] == []
+
+
+async def test_a_service_class_mistake_is_caught_before_anything_is_signed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class NotAsync(Service):
+        @staticmethod
+        def get_payload() -> None:  # type: ignore[override]
+            return None
+
+    async with open_localnet([ProviderSpec(name="p0")], epoch=EPOCH) as net:
+        async with Golem(budget=1, localnet=net, handle_signals=False) as golem:
+            with pytest.raises(ServiceDefinitionError, match="async def"):
+                await golem.run_service(NotAsync)
+        assert ledger(net)["agreements"] == []
