@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx2
 import trio
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -74,3 +76,52 @@ async def test_the_hello_service_prints_the_providers_date(tmp_path: Path) -> No
     assert dates, output
     # `date` output, e.g. "Fri Nov 27 22:13:05 UTC 2026".
     assert all(line.rstrip()[-4:].isdigit() for line in dates), dates
+
+
+async def test_the_scaling_server_scales_a_cluster_over_http() -> None:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, str(EXAMPLES / "scaling_server.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=example_env(),
+    )
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(120):
+            output = b""
+            while b"serving on " not in output or not output.endswith(b"\n"):
+                output += await process.stdout.receive_some()
+            url = output.decode().split("serving on ", 1)[1].split()[0]
+            async with httpx2.AsyncClient(base_url=url, timeout=30) as client:
+
+                async def until_running(n: int) -> None:
+                    # Polling over HTTP: the server is another process.
+                    while True:
+                        status = (await client.get("/status")).json()
+                        if status["states"].get("running", 0) >= n:
+                            return
+                        await trio.sleep(0.2)
+
+                await until_running(1)
+                assert (await client.post("/scale/2")).json() == {"live": 2}
+                await until_running(2)
+                dates = (await client.get("/dates")).json()
+                assert len(dates) == 2
+                assert all(date and date[-4:].isdigit() for date in dates.values()), dates
+                assert (await client.post("/scale/1")).json() == {"live": 1}
+                assert (await client.post("/scale/11")).status_code == 400
+                status = (await client.get("/status")).json()
+                assert status["states"].get("running") == 1
+                assert status["states"].get("terminated") == 1
+            process.send_signal(signal.SIGINT)
+            while chunk := await process.stdout.receive_some():
+                output += chunk
+            await process.wait()
+        assert process.returncode == 0
+        assert b"cluster stopped" in output
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.move_on_after(5):
+                await process.wait()
+        await process.stdout.aclose()
