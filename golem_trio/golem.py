@@ -288,6 +288,20 @@ class Golem:
         for cluster in self._clusters:
             cluster.stop(reason)
 
+    async def set_budget(self, budget: float | Decimal | str) -> None:
+        """Top the budget up or cut it while services run (the allocation is amended). A cut
+        can exhaust the budget at once, which stops every instance (``BudgetExhausted``).
+
+        Raises ``ValueError`` below what is spent, ``RuntimeError`` once the budget ran out,
+        and the daemon's errors (a top-up the account cannot fund). Cancellation: if cancelled
+        while the daemon is asked, the allocation may have changed and the budget not.
+        """
+        amount = Decimal(str(budget))
+        try:
+            await self.payments.set_budget(amount)
+        finally:
+            self.budget = self.payments.budget.budget
+
     def hurry(self) -> None:
         """Skip the waits that may be skipped: ``shutdown`` handlers and the invoice wait.
         Activities are still destroyed and agreements terminated."""

@@ -199,6 +199,7 @@ class BudgetLedger:
         if not math.isfinite(shutdown) or shutdown < 0:
             raise ValueError(f"the shutdown allowance must be >= 0 seconds, got {shutdown}")
         self._budget = budget
+        self._margin_ratio = margin if isinstance(margin, MarginRatio) else None
         self._margin = absolute
         self._shutdown = shutdown
         self._tolerance = tolerance if tolerance is not None else Tolerance()
@@ -251,6 +252,38 @@ class BudgetLedger:
     @property
     def exhausted_reason(self) -> ExhaustedReason | None:
         return self._reason
+
+    def set_budget(self, budget: Decimal) -> None:
+        """Change the budget (a top-up or a cut) while agreements run; the exhaustion plan is
+        made again from it (a cut can make the budget run out at once, never below what
+        stopping every agreement now would cost).
+
+        A margin given as a :class:`MarginRatio` follows the new budget; an absolute one stays.
+        Raises ``ValueError`` for a budget below what is spent already or below an absolute
+        margin, ``RuntimeError`` once the budget ran out (the work was stopped for good).
+        """
+        self._margin = self.check_budget(budget)
+        self._budget = budget
+        self._notify()
+
+    def check_budget(self, budget: Decimal) -> Decimal:
+        """What :meth:`set_budget` checks, without changing anything; the margin it would
+        keep."""
+        if self._reason is not None:
+            raise RuntimeError("the budget ran out already; the work it paid for was stopped")
+        if not budget.is_finite() or budget < self._spent:
+            raise ValueError(f"the budget must be at least what is spent ({self._spent})")
+        margin = self._margin_ratio.of(budget) if self._margin_ratio else self._margin
+        if margin > budget:
+            raise ValueError(f"the budget must be at least the margin ({margin})")
+        # A cut must still pay for stopping everything now: spend can never exceed a budget.
+        with decimal.localcontext(_CONTEXT):
+            stopping = self._stop_cost(_dec(self._clock()), self._agreements.values())
+        if budget - margin < stopping:
+            raise ValueError(
+                f"the budget must cover stopping every agreement now ({stopping} + margin)"
+            )
+        return margin
 
     # --- facts from the caller ---
 

@@ -24,6 +24,7 @@ import attrs
 import trio
 
 from golem_trio.yagna import (
+    AllocationUpdate,
     DebitNote,
     Invoice,
     NewAllocation,
@@ -242,6 +243,26 @@ class PaymentProcessor:
         if billing.ended_at is None:
             billing.agreement_ended(self._now())
         self.budget.closed(agreement_id)
+
+    async def set_budget(self, budget: Decimal) -> None:
+        """Make the allocation and the budget ``budget``: a top-up or a cut while work runs.
+
+        A top-up amends the allocation first (the daemon refuses one the account cannot fund:
+        then nothing changes) and then lets the budget ledger re-plan; a cut goes to the ledger
+        first, so spending is held to it even if the daemon then refuses to shrink the
+        allocation. Raises what :meth:`BudgetLedger.set_budget` raises (checked before the
+        daemon is asked) and the daemon's errors. Cancellation: if cancelled while the daemon
+        is asked, a top-up may be in the allocation and not in the ledger (spending stays
+        within the old budget).
+        """
+        update = AllocationUpdate(total_amount=budget)
+        if budget >= self.budget.budget:
+            self.budget.check_budget(budget)
+            await self._yagna.payment.amend_allocation(self.allocation_id, update)
+            self.budget.set_budget(budget)
+        else:
+            self.budget.set_budget(budget)
+            await self._yagna.payment.amend_allocation(self.allocation_id, update)
 
     def hurry(self) -> None:
         """Stop waiting for outstanding invoices at exit (those not in yet stay unpaid and

@@ -523,3 +523,60 @@ def test_stopping_on_the_signal_keeps_final_invoices_within_the_budget(
         ledger.settled(name, final)
     assert ledger.spent == total
     assert ledger.spent <= ledger.budget
+
+
+def test_a_top_up_moves_the_exhaustion_later_and_a_cut_earlier() -> None:
+    now = [0.0]
+    ledger = BudgetLedger(
+        Decimal("1"), margin=MarginRatio(Decimal("0.1")), shutdown=60.0, clock=lambda: now[0]
+    )
+    ledger.open_agreement(make_terms("a"), started_at=0.0)
+    before = ledger.time_left()
+    assert before is not None
+    ledger.set_budget(Decimal("2"))
+    assert ledger.margin == Decimal("0.2")  # the ratio follows the budget
+    raised = ledger.time_left()
+    assert raised is not None
+    assert raised > before
+    ledger.set_budget(Decimal("1"))
+    assert ledger.time_left() == before
+    with pytest.raises(ValueError, match="stopping every agreement"):
+        ledger.set_budget(Decimal("0.0001"))
+    assert ledger.budget == Decimal("1")
+
+
+def test_the_budget_cannot_go_below_what_is_spent_or_change_after_it_ran_out() -> None:
+    now = [0.0]
+    ledger = BudgetLedger(Decimal("1"), margin=Decimal(0), shutdown=0.0, clock=lambda: now[0])
+    terms = make_terms("a")
+    ledger.open_agreement(terms, started_at=0.0)
+    ledger.accepted("a", Decimal("0.5"))
+    with pytest.raises(ValueError, match="spent"):
+        ledger.set_budget(Decimal("0.4"))
+    now[0] = 10**9
+    with pytest.raises(ValueError):
+        ledger.set_budget(Decimal("1"))  # stopping now would already cost more
+
+
+async def test_a_cut_wakes_the_exhaustion_wait(autojump_clock: trio.testing.MockClock) -> None:
+    ledger = BudgetLedger(Decimal("100"), margin=Decimal(0), shutdown=0.0)
+    ledger.open_agreement(make_terms("a"))
+    fired: list[float] = []
+    async with trio.open_nursery() as nursery:
+
+        async def wait() -> None:
+            await ledger.wait_exhausted()
+            fired.append(trio.current_time())
+
+        nursery.start_soon(wait)
+        await trio.sleep(10)
+        left = ledger.time_left()
+        assert left is not None
+        ledger.set_budget(ledger.budget / 10)
+        shorter = ledger.time_left()
+        assert shorter is not None
+        assert shorter < left
+    (at,) = fired
+    assert at <= 10 + shorter + 1e-6
+    with pytest.raises(RuntimeError, match="ran out"):
+        ledger.set_budget(Decimal("100"))

@@ -11,6 +11,7 @@ was obeyed, and the engine left no task behind.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
@@ -46,6 +47,7 @@ COMMANDS = st.one_of(
     st.tuples(st.just("scale"), st.integers(0, 3)),
     st.tuples(st.just("stop-instance"), st.integers(0, 7)),
     st.tuples(st.just("sleep"), st.sampled_from([1, 5, 20, 60, 240])),
+    st.tuples(st.just("budget"), st.sampled_from([25, 50, 200, 400])),
 )
 RESTARTS = st.sampled_from(
     [Restart.TEMPORARY, Restart.ON_FAILURE_BEFORE_RUNNING, Restart.TRANSIENT, Restart.PERMANENT]
@@ -115,6 +117,13 @@ async def interpret(
                     cluster.stop_instance(record.service)  # type: ignore[arg-type]
             elif name == "sleep":
                 await trio.sleep(arg)
+            elif name == "budget":
+                hypothesis.event(f"budget to {arg}%")
+                # A top-up or a cut to ``arg`` percent of the budget now (refused below what
+                # stopping now would cost, and once the budget ran out).
+                with contextlib.suppress(ValueError, RuntimeError):
+                    await stage.golem.set_budget(stage.golem.budget * arg / 100)
+                stage.budget = stage.golem.budget
         except FaultError:
             pass  # nothing to fault any more (the agreement or activity ended already)
         except ClusterClosed:
