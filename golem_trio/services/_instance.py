@@ -94,7 +94,8 @@ class ServiceInstance:
     _for_good: bool = False
     _shutdown_scope: trio.CancelScope | None = None
     _stopped: trio.Event = attrs.field(factory=trio.Event)
-    _provider_ended: AgreementTerminatedEvent | None = None
+    #: How the agreement ended when something other than this instance ended it.
+    _ended_elsewhere: _Ending | None = None
     done: trio.Event = attrs.field(factory=trio.Event)
 
     def __attrs_post_init__(self) -> None:
@@ -232,7 +233,7 @@ class ServiceInstance:
         self.activity_id = None
         self.reached_running = False
         self.shutdown_ran = self.shutdown_timed_out = self.cleanup_timed_out = False
-        self._provider_ended = None
+        self._ended_elsewhere = None
         if not self._for_good:
             self._requested = None
         life = trio.CancelScope()
@@ -413,15 +414,17 @@ class ServiceInstance:
             "golem.requestor.code" in extra and "golem.provider.code" not in extra
         )
         if event.terminator == "Provider" and not written_by_requestor:
-            self._provider_ended = event
             code = extra.get("golem.provider.code")
-            self.cancel(ProviderTerminated(str(code) if code is not None else None, message))
+            ending = _Ending("Provider", None if code is None else str(code), message)
+            self._ended_elsewhere = ending
+            self.cancel(ProviderTerminated(ending.code, message))
         elif self._life is not None:
             # Ended on our side while this life still runs: the payment processor broke it
             # over a bad debit note (or another client of the same identity did).
-            self._provider_ended = event
             code = extra.get("golem.requestor.code")
-            self.cancel(AgreementLost(str(code) if code is not None else None, message))
+            ending = _Ending("Requestor", None if code is None else str(code), message)
+            self._ended_elsewhere = ending
+            self.cancel(AgreementLost(ending.code, message))
 
     async def _stop_phase(self, reason: StopReason, ctx: WorkContext | None) -> None:
         """The stopping phase: shielded, bounded, always run."""
@@ -432,7 +435,7 @@ class ServiceInstance:
             trigger = Trigger.RUN_FINISHED
         self.machine.fire(trigger, reason.message)
         await trio.lowlevel.checkpoint()  # the caller shields and bounds the whole phase
-        if self.reached_running and ctx is not None and self._provider_ended is None:
+        if self.reached_running and ctx is not None and self._ended_elsewhere is None:
             with trio.move_on_after(timeouts.shutdown) as scope:
                 self._shutdown_scope = scope
                 if engine.hurry.is_set():
@@ -490,7 +493,8 @@ class ServiceInstance:
             )
         if info is None:
             return
-        if self._provider_ended is None and engine.watcher.terminated(info.agreement_id) is None:
+        ending = self._ended_elsewhere
+        if ending is None and engine.watcher.terminated(info.agreement_id) is None:
             code = reason.requestor_code
             try:
                 await engine.yagna.market.terminate_agreement(
@@ -509,18 +513,15 @@ class ServiceInstance:
                 )
             except YagnaError as exc:
                 logger.warning("terminating agreement %s: %s", info.agreement_id, exc)
-        elif self._provider_ended is not None:
-            event = self._provider_ended
-            extra = dict(event.reason.extra) if event.reason else {}
-            provider_code = extra.get("golem.provider.code")
+        elif ending is not None:
             engine.emit(
                 AgreementTerminated(
                     agreement_id=info.agreement_id,
                     provider_id=info.provider_id,
                     provider_name=info.provider_name,
-                    terminator="Provider",
-                    code=str(provider_code) if provider_code is not None else None,
-                    message=event.reason.message if event.reason else None,
+                    terminator=ending.terminator,
+                    code=ending.code,
+                    message=ending.message,
                 )
             )
         if engine.payments.billing.get(info.agreement_id) is None:
@@ -531,6 +532,15 @@ class ServiceInstance:
                 logger.warning("agreement %s cannot be paid: %s", info.agreement_id, exc)
         engine.payments.agreement_ended(info.agreement_id)
         engine.watcher.unwatch(info.agreement_id)
+
+
+@attrs.frozen
+class _Ending:
+    """Who ended an agreement the instance did not end, with the code and message given."""
+
+    terminator: str
+    code: str | None
+    message: str | None
 
 
 class _ProvisionError(Exception):

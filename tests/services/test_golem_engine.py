@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from golem_trio import Golem, Restart, RestartPolicy, Result, Script, Service, ServiceState, vm
-from golem_trio.events import ServiceStateChanged
+from golem_trio.events import AgreementTerminated, ServiceStateChanged
 from golem_trio.localnet import (
     ProviderSpec,
     Reply,
@@ -121,7 +121,11 @@ async def test_an_overcharging_provider_loses_the_agreement_and_the_next_life_go
         lives_running: list[str] = []
         running_again = trio.Event()
 
+        ended: list[AgreementTerminated] = []
+
         def watch(event: object) -> None:
+            if isinstance(event, AgreementTerminated):
+                ended.append(event)
             if isinstance(event, ServiceStateChanged) and event.new == "running":
                 lives_running.append(str(event.provider_name))
                 if len(lives_running) == 2:
@@ -145,6 +149,8 @@ async def test_an_overcharging_provider_loses_the_agreement_and_the_next_life_go
     first = service.instance.stop_reasons[0]
     assert isinstance(first, AgreementLost)
     assert first.termination_code is not None
+    # The requestor's payment processor ended it, and the event says so.
+    assert (ended[0].terminator, ended[0].code) == ("Requestor", first.termination_code)
     # The cheapest provider is tried first, cheats, and is banned: the next life is elsewhere.
     assert lives_running[0] == "cheat"
     assert lives_running[1] != "cheat"
