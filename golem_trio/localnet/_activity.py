@@ -16,7 +16,7 @@ import datetime as dt
 import enum
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -641,32 +641,17 @@ class ActivityState:
                     activity.state = NEXT_STATE.get(name, activity.state)
         if name == "terminate" and failure is None:
             await activity.runtime.terminate()
-        stamp = self.daemon.clock.stamp()
-        if outcome is None:
-            return_code = 0 if failure is None else -1
-            message = failure
-            result = CommandResult(index, stamp, failure is None, message=message)
-        else:
-            return_code = outcome.exit_code
-            message = outcome.message
-            if outcome.exit_code != 0 and message is None:
-                message = f"ExeScript command exited with code {outcome.exit_code}"
-            for stream in ("stdout", "stderr"):
-                mode = capture.get(stream)
-                raw: bytes = getattr(outcome, stream)
-                if mode is not None and mode["kind"] == "stream" and raw:
-                    limit = mode["limit"]
-                    data = raw if limit is None else raw[:limit]
-                    self._event(batch, index, {stream: _render(data, mode["format"])})
-            result = CommandResult(
-                index,
-                stamp,
-                outcome.exit_code == 0,
-                stdout=_at_end(outcome.stdout, capture.get("stdout")),
-                stderr=_at_end(outcome.stderr, capture.get("stderr")),
-                message=message,
-            )
-        self._event(batch, index, {"finished": {"return_code": return_code, "message": message}})
+        result, return_code = command_result(
+            index,
+            self.daemon.clock.stamp(),
+            failure,
+            outcome,
+            capture,
+            lambda kind: self._event(batch, index, kind),
+        )
+        self._event(
+            batch, index, {"finished": {"return_code": return_code, "message": result.message}}
+        )
         result.is_batch_finished = last or not result.ok
         batch.add_result(result)
         return result.ok
@@ -756,3 +741,41 @@ async def execute_command(
     else:  # sign, terminate
         await trio.lowlevel.checkpoint()
     return None, {}
+
+
+def command_result(
+    index: int,
+    stamp: dt.datetime,
+    failure: str | None,
+    outcome: CommandOutcome | None,
+    capture: Json,
+    stream_event: Callable[[Json], None],
+) -> tuple[CommandResult, int]:
+    """One command's result and return code from what running it gave: ``failure`` (it did
+    not run, or its runtime failed) or ``outcome``. Streamed output (``capture`` modes of
+    ``kind`` ``stream``) goes to ``stream_event`` as ``stdout``/``stderr`` event kinds; the
+    rest is kept for the result. Shared by the emulator and the real daemon backend's
+    exe-unit."""
+    if outcome is None:
+        return CommandResult(index, stamp, failure is None, message=failure), (
+            0 if failure is None else -1
+        )
+    message = outcome.message
+    if outcome.exit_code != 0 and message is None:
+        message = f"ExeScript command exited with code {outcome.exit_code}"
+    for stream in ("stdout", "stderr"):
+        mode = capture.get(stream)
+        raw: bytes = getattr(outcome, stream)
+        if mode is not None and mode["kind"] == "stream" and raw:
+            limit = mode["limit"]
+            data = raw if limit is None else raw[:limit]
+            stream_event({stream: _render(data, mode["format"])})
+    result = CommandResult(
+        index,
+        stamp,
+        outcome.exit_code == 0,
+        stdout=_at_end(outcome.stdout, capture.get("stdout")),
+        stderr=_at_end(outcome.stderr, capture.get("stderr")),
+        message=message,
+    )
+    return result, outcome.exit_code

@@ -37,8 +37,7 @@ from ._activity import (
     Batch,
     CommandResult,
     ExeUnitState,
-    _at_end,
-    _render,
+    command_result,
     execute_command,
     format_event_time,
 )
@@ -375,45 +374,15 @@ class ExeUnit:
                     await self._set_state(target)
             elif target is not before:
                 await self._set_state(before)
-        result, return_code = self._result(index, failure, outcome, modes, batch)
+        result, return_code = command_result(
+            index, _now(), failure, outcome, modes, lambda kind: self._event(batch, index, kind)
+        )
         self._event(
             batch, index, {"finished": {"return_code": return_code, "message": result.message}}
         )
         result.is_batch_finished = last or not result.ok
         batch.add_result(result)
         return result.ok
-
-    def _result(
-        self,
-        index: int,
-        failure: str | None,
-        outcome: CommandOutcome | None,
-        modes: Json,
-        batch: Batch,
-    ) -> tuple[CommandResult, int]:
-        if outcome is None:
-            return CommandResult(index, _now(), failure is None, message=failure), (
-                0 if failure is None else -1
-            )
-        message = outcome.message
-        if outcome.exit_code != 0 and message is None:
-            message = f"ExeScript command exited with code {outcome.exit_code}"
-        for stream, kind in (("stdout", "stdout"), ("stderr", "stderr")):
-            mode = modes.get(stream)
-            raw: bytes = getattr(outcome, stream)
-            if mode is not None and mode["kind"] == "stream" and raw:
-                limit = mode["limit"]
-                data = raw if limit is None else raw[:limit]
-                self._event(batch, index, {kind: _render(data, mode["format"])})
-        result = CommandResult(
-            index,
-            _now(),
-            outcome.exit_code == 0,
-            stdout=_at_end(outcome.stdout, modes.get("stdout")),
-            stderr=_at_end(outcome.stderr, modes.get("stderr")),
-            message=message,
-        )
-        return result, outcome.exit_code
 
     async def _execute(
         self, name: str, body: Mapping[str, Any]
