@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import trio
 
 from ..market import Payload
-from ..work import BatchError, Result, Script, WorkContext
+from ..work import ActivityGone, BatchError, Result, Script, WorkContext
 
 if TYPE_CHECKING:
     from ._instance import ServiceInstance
@@ -120,13 +120,18 @@ class Service:
         await trio.lowlevel.checkpoint()
 
     async def is_activity_responsive(self) -> bool:
-        """The health probe. Default: the activity exists and is not terminated.
+        """The health probe. Default: the activity's state; a terminated activity raises
+        :class:`~golem_trio.work.ActivityGone`, which stops the instance at once.
 
         Override for a service-level probe (an HTTP ping, a command). Return ``False`` or raise
-        to count a failure; the engine bounds each probe in time.
+        to count a failure (``ActivityGone`` stops at once); the engine bounds each probe in
+        time.
         """
         state = await self._ctx.get_raw_state()
-        return bool(state.alive)
+        if not state.alive:
+            reason = state.reason or state.error_message or "terminated"
+            raise ActivityGone(reason, **self._ctx._where())
+        return True
 
     # --- what users read -------------------------------------------------------------------
 
