@@ -29,9 +29,12 @@ from ._runtime import Reply as Reply
 from ._runtime import RuntimeContext as RuntimeContext
 from ._runtime import RuntimeFactory as RuntimeFactory
 from ._runtime import scripted_runtime_factory as scripted_runtime_factory
+from ._shell import SHELL_COMMANDS as SHELL_COMMANDS
+from ._shell import shell_runtime_factory as shell_runtime_factory
 
 __all__ = [
     "PLANS",
+    "SHELL_COMMANDS",
     "BubblewrapMissing",
     "DaemonFault",
     "FaultKind",
@@ -56,4 +59,5 @@ __all__ = [
     "local_runtime_factory",
     "open_localnet",
     "scripted_runtime_factory",
+    "shell_runtime_factory",
 ]
