@@ -9,32 +9,65 @@ only standard output is two lines to ``eval`` or copy::
     YAGNA_APPKEY=...
 
 Everything else (a summary, errors, logs) goes to standard error.
+
+Its providers run commands for real: with bubblewrap installed they use the local runtime (each
+activity a sandbox, image folders served by hash, see ``--images``); without it a scripted shell
+that knows the commands apps usually start with. Standard error says which. A missing piece
+(bubblewrap when ``--runtime local`` asks for it, golem-node, anvil, npm), a busy port or a
+permission problem is one line on standard error and an exit status, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import ipaddress
 import logging
+import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 
-from golem_trio.localnet import ProviderPopulation, load_plan, open_localnet
+from golem_trio.localnet import (
+    ImageManifestError,
+    ImageStore,
+    ProviderPopulation,
+    RuntimeFactory,
+    discover_images,
+    images_from_env,
+    load_plan,
+    local_runtime_factory,
+    open_localnet,
+    shell_runtime_factory,
+)
 
 __all__ = ["main"]
 
 PROG = "golem-trio"
-#: Exit statuses: 0 stopped by a signal, 1 could not serve, 2 bad usage.
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Exit statuses: 0 stopped by a signal, 1 could not serve, 2 bad usage, 3 a piece LocalNet
+#: needs is not installed.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
+#: How to get bubblewrap, the local runtime's sandbox.
+BWRAP_HINT = "install it with: sudo apt-get install bubblewrap (Debian, Ubuntu)"
 
 
 class _UsageError(Exception):
     """A command line LocalNet must refuse."""
+
+
+class _Missing(Exception):
+    """A piece LocalNet needs is not installed; the message says how to get it."""
+
+
+class _CannotServe(Exception):
+    """LocalNet could not start for a reason the user can act on; the message says which."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,9 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "localnet":
         try:
             _check_localnet(args)
+            _check_pieces(args)
         except _UsageError as exc:
             _error(f"{PROG} localnet: error: {exc}")
             return EXIT_USAGE
+        except _Missing as exc:
+            _error(f"{PROG} localnet: error: {exc}")
+            return EXIT_MISSING
+        except _CannotServe as exc:
+            _error(f"{PROG} localnet: error: {exc}")
+            return EXIT_FAILED
         return _localnet(args)
     parser.print_help(sys.stderr)
     return EXIT_USAGE
@@ -95,6 +135,28 @@ def _parser() -> argparse.ArgumentParser:
             "own choosing) with payments on a local chain (default: %(default)s)"
         ),
     )
+    localnet.add_argument(
+        "--runtime",
+        choices=("auto", "local", "scripted"),
+        default="auto",
+        help=(
+            "how providers run commands. local: for real, in a bubblewrap sandbox per "
+            "activity; scripted: a scripted shell (sh -c, echo, sleep, date, cat, true); "
+            "auto: local when bubblewrap is installed, else scripted (default: %(default)s)"
+        ),
+    )
+    localnet.add_argument(
+        "--images",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="DIR",
+        help=(
+            "folders searched for image folders (a golem-image.json each), served by hash to "
+            "the local runtime; also read from GOLEM_TRIO_IMAGES (os.pathsep-separated). "
+            "Other images start from an empty /golem"
+        ),
+    )
     return parser
 
 
@@ -118,6 +180,92 @@ def _check_localnet(args: argparse.Namespace) -> None:
             raise _UsageError("--faults: fault plans are for the emulator backend only")
         if args.providers < 1:
             raise _UsageError("--providers: the yagna backend needs at least one provider")
+
+
+def _check_pieces(args: argparse.Namespace) -> None:
+    """Choose the runtime and find the images; for ``--backend yagna``, the daemon and the
+    chain. :class:`_Missing` names the first piece that is not installed."""
+    bwrap = shutil.which("bwrap")
+    if args.runtime == "local" and bwrap is None:
+        raise _Missing(
+            f"--runtime local runs commands under bubblewrap (bwrap), which is not installed; "
+            f"{BWRAP_HINT} (or use --runtime scripted)"
+        )
+    args.chosen_runtime = args.runtime
+    if args.runtime == "auto":
+        args.chosen_runtime = "local" if bwrap is not None else "scripted"
+    if args.images and args.chosen_runtime != "local":
+        raise _UsageError("--images: image folders are for the local runtime only")
+    args.image_store = ImageStore()
+    args.image_infos = []
+    if args.chosen_runtime == "local":
+        try:
+            args.image_infos = discover_images(args.image_store, args.images)
+            args.image_infos += images_from_env(args.image_store)
+        except PermissionError as exc:
+            message = f"cannot read the image folder {exc.filename}: permission denied"
+            raise _CannotServe(message) from None
+        except (ImageManifestError, NotADirectoryError) as exc:
+            raise _UsageError(f"--images: {exc}") from None
+    if args.backend == "yagna":
+        _check_yagna_pieces()
+
+
+def _check_yagna_pieces() -> None:
+    from golem_trio.localnet._chain import (
+        ANVIL_ENV_VAR,
+        AnvilNotInstalled,
+        anvil_install_command,
+        find_anvil_binary,
+    )
+    from golem_trio.localnet.yagna_node import (
+        INSTALL_HINT,
+        YagnaNotInstalled,
+        find_yagna_binary,
+    )
+
+    if importlib.util.find_spec("golem_node") is None:
+        raise _Missing(f"--backend yagna: {INSTALL_HINT}")
+    try:
+        find_yagna_binary()
+    except YagnaNotInstalled:
+        raise _Missing(f"--backend yagna: {INSTALL_HINT}") from None
+    try:
+        find_anvil_binary()
+    except AnvilNotInstalled as exc:
+        if os.environ.get(ANVIL_ENV_VAR):
+            raise _Missing(f"--backend yagna: {exc}") from None
+        command = anvil_install_command()
+        if shutil.which("npm") is None:
+            raise _Missing(
+                f"--backend yagna pays on a local chain, anvil, which is not installed, and "
+                f"neither is npm, which installs it; install Node.js and npm (sudo apt-get "
+                f"install nodejs npm), then run: {command}"
+            ) from None
+        raise _Missing(
+            f"--backend yagna pays on a local chain, anvil, which is not installed; install it "
+            f"with: {command} (or set {ANVIL_ENV_VAR} to an anvil executable)"
+        ) from None
+
+
+def _runtime(args: argparse.Namespace, empty_image: Path) -> RuntimeFactory:
+    if args.chosen_runtime == "local":
+        return local_runtime_factory(args.image_store, default_image=empty_image)
+    return shell_runtime_factory()
+
+
+def _describe_runtime(args: argparse.Namespace) -> str:
+    if args.chosen_runtime == "local":
+        images = ", ".join(f"{info.name} ({info.hashes[-1][:12]})" for info in args.image_infos)
+        return (
+            f"LocalNet: runtime local: commands run for real, in a bubblewrap sandbox per "
+            f"activity; {len(args.image_infos)} image folder(s){': ' if images else ''}{images}"
+        )
+    why = "chosen with --runtime" if args.runtime == "scripted" else "bubblewrap is not installed"
+    return (
+        f"LocalNet: runtime scripted ({why}): a scripted shell answers sh -c, echo, sleep, date, "
+        f"cat, true and false; for real commands, install bubblewrap ({BWRAP_HINT})"
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -149,29 +297,56 @@ def _announce(url: str, app_key: str) -> None:
     sys.stdout.flush()
 
 
-async def _serve_yagna(args: argparse.Namespace) -> int:
+async def _serve_yagna(args: argparse.Namespace, runtime: RuntimeFactory) -> int:
+    from golem_trio.localnet._chain import AnvilNotInstalled, LocalChainError
     from golem_trio.localnet._yagna_backend import open_yagna_localnet
+    from golem_trio.localnet.yagna_node import YagnaNodeError, YagnaNotInstalled
 
+    await trio.lowlevel.checkpoint()
     specs = ProviderPopulation(count=args.providers, seed=args.seed).specs()
+    serving = False
+    failure: str | None = None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_yagna_localnet(specs) as net:
-            _announce(net.url, net.app_key)
-            _error(
-                f"LocalNet: {args.providers} simulated provider(s) on a real yagna daemon at "
-                f"{net.url}, payments on a local chain. Stop with Ctrl-C (SIGINT) or SIGTERM."
-            )
-            async for signum in signals:
-                _error(f"LocalNet: {signal.Signals(signum).name} received, stopping.")
-                break
+        try:
+            async with open_yagna_localnet(specs, runtime=runtime) as net:
+                serving = True
+                _announce(net.url, net.app_key)
+                _error(
+                    f"LocalNet: {args.providers} simulated provider(s) on a real yagna daemon "
+                    f"at {net.url}, payments on a local chain. Stop with Ctrl-C (SIGINT) or "
+                    f"SIGTERM."
+                )
+                _error(_describe_runtime(args))
+                async for signum in signals:
+                    _error(f"LocalNet: {signal.Signals(signum).name} received, stopping.")
+                    break
+        except* (YagnaNotInstalled, AnvilNotInstalled) as group:
+            if serving:
+                raise
+            failure = str(_first(group)).splitlines()[0]
+        except* (YagnaNodeError, LocalChainError, OSError) as group:
+            if serving:
+                raise
+            failure = f"the real daemon backend did not start: {_one_line(_first(group))}"
+    if failure is not None:
+        _error(f"{PROG} localnet: error: {failure}")
+        return EXIT_FAILED
     _error("LocalNet: stopped.")
     return EXIT_OK
 
 
 async def _serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; the exit status."""
+    # Images LocalNet has no folder for start from this empty one.
+    with tempfile.TemporaryDirectory(prefix="golem-trio-empty-image-") as empty:
+        runtime = _runtime(args, Path(empty))
+        if args.backend == "yagna":
+            return await _serve_yagna(args, runtime)
+        return await _serve_emulator(args, runtime)
+
+
+async def _serve_emulator(args: argparse.Namespace, runtime: RuntimeFactory) -> int:
     await trio.lowlevel.checkpoint()
-    if args.backend == "yagna":
-        return await _serve_yagna(args)
     serving = False
     bind_error: OSError | None = None
     # Signals that come while LocalNet starts wait in the receiver; it stops right after.
@@ -181,6 +356,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 ProviderPopulation(count=args.providers, seed=args.seed),
                 seed=args.seed,
                 faults=args.plan,
+                runtime=runtime,
                 serve=True,
                 host=args.host.removeprefix("[").removesuffix("]"),
                 port=args.port,
@@ -191,13 +367,16 @@ async def _serve(args: argparse.Namespace) -> int:
                     f"LocalNet: {args.providers} emulated provider(s), seed {args.seed}, "
                     f"serving the daemon API at {net.url}. Stop with Ctrl-C (SIGINT) or SIGTERM."
                 )
+                _error(_describe_runtime(args))
                 async for signum in signals:
                     _error(f"LocalNet: {signal.Signals(signum).name} received, stopping.")
                     break
         except* OSError as group:
             if serving:
                 raise
-            bind_error = _first_os_error(group)
+            error = _first(group)
+            assert isinstance(error, OSError)
+            bind_error = error
     if bind_error is not None:
         _error(f"{PROG} localnet: error: {_bind_message(args, bind_error)}")
         return EXIT_FAILED
@@ -205,18 +384,27 @@ async def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _first_os_error(group: BaseExceptionGroup[OSError]) -> OSError:
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     error: BaseException = group
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
-    assert isinstance(error, OSError)
     return error
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:300] + ("..." if len(text) > 300 else "") if text else type(error).__name__
 
 
 def _bind_message(args: argparse.Namespace, error: OSError) -> str:
     where = f"{args.host}:{args.port}"
     if error.errno == errno.EADDRINUSE:
         return f"cannot listen on {where}: the port is in use (try another --port, or 0)"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"cannot listen on {where}: permission denied (ports below 1024 need root or "
+            f"CAP_NET_BIND_SERVICE; try a port above 1023, or 0)"
+        )
     return f"cannot listen on {where}: {error.strerror or error}"
 
 

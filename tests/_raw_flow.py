@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -59,3 +60,28 @@ async def make_agreement(client: httpx2.AsyncClient, extra: dict[str, Any]) -> s
     )
     assert reply.status_code == 204, reply.text
     return agreement_id
+
+
+async def run_commands(
+    client: httpx2.AsyncClient, agreement_id: str, *commands: list[str]
+) -> list[dict[str, Any]]:
+    """Create an activity on ``agreement_id``, deploy, start and run each argv in ``commands``
+    in one batch; the results of the whole batch (the activity is destroyed after)."""
+    reply = await client.post("/activity-api/v1/activity", json=agreement_id)
+    base = f"/activity-api/v1/activity/{reply.json()}"
+    capture = {"stdout": {"atEnd": {"format": "str"}}, "stderr": {"atEnd": {"format": "str"}}}
+    script = [{"deploy": {}}, {"start": {}}]
+    script += [
+        {"run": {"entry_point": argv[0], "args": argv[1:], "capture": capture}} for argv in commands
+    ]
+    batch = (await client.post(f"{base}/exec", json={"text": json.dumps(script)})).json()
+    try:
+        with trio.fail_after(30):
+            while True:
+                reply = await client.get(f"{base}/exec/{batch}", params={"timeout": 1})
+                results = list(reply.json())
+                if results and results[-1]["isBatchFinished"]:
+                    return results
+    finally:
+        with trio.move_on_after(10, shield=True):
+            await client.delete(base)

@@ -52,14 +52,17 @@ import httpx2
 from .yagna_node import LOOPBACK, _parent_death_hook, stop_process_group
 
 __all__ = [
-    "ANVIL_INSTALL_HINT",
     "ANVIL_NPM_PACKAGE",
+    "ANVIL_VERSION",
     "LOCAL_CHAIN_ID",
     "TOKEN_DECIMALS",
     "AnvilNotInstalled",
     "LocalChain",
     "LocalChainError",
     "TokenArtifact",
+    "anvil_install_command",
+    "anvil_install_hint",
+    "anvil_user_prefix",
     "find_anvil_binary",
     "from_base_units",
     "load_token_artifact",
@@ -74,15 +77,36 @@ LOCAL_CHAIN_ID: Final = 17000
 
 TOKEN_DECIMALS: Final = 18
 
+ANVIL_VERSION: Final = "1.7.1"
+"""The version of :data:`ANVIL_NPM_PACKAGE` the project is tested with (the Makefile's too)."""
+
 ANVIL_ENV_VAR: Final = "GOLEM_TRIO_ANVIL"
 """Set it to the path of an ``anvil`` executable to use that one."""
 
-ANVIL_INSTALL_HINT: Final = (
-    f"anvil (npm package {ANVIL_NPM_PACKAGE}) is not installed. `make test` installs it "
-    f"under .venv/npm; to install only it, run `make npm`, or "
-    f"`npm install --prefix .venv/npm {ANVIL_NPM_PACKAGE}`. "
-    f"Or set {ANVIL_ENV_VAR} to the path of an anvil executable."
-)
+
+def anvil_user_prefix() -> pathlib.Path:
+    """The user-level npm prefix where :func:`find_anvil_binary` looks for anvil:
+    ``$XDG_DATA_HOME/golem-trio/npm``, by default ``~/.local/share/golem-trio/npm``."""
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return pathlib.Path(data) / "golem-trio" / "npm"
+
+
+def anvil_install_command() -> str:
+    """The one command that installs anvil where :func:`find_anvil_binary` finds it."""
+    prefix = str(anvil_user_prefix())
+    home = os.path.expanduser("~")
+    if prefix.startswith(home + os.sep):
+        prefix = "~" + prefix[len(home) :]
+    return f"npm install --prefix {prefix} {ANVIL_NPM_PACKAGE}@{ANVIL_VERSION}"
+
+
+def anvil_install_hint() -> str:
+    """How to get anvil, in one line: what :class:`AnvilNotInstalled` says."""
+    return (
+        f"anvil (npm package {ANVIL_NPM_PACKAGE}) is not installed; install it for your user "
+        f"with: {anvil_install_command()} (or set {ANVIL_ENV_VAR} to an anvil executable)"
+    )
+
 
 _PASSTHROUGH_ENV: Final = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 _LISTENING = re.compile(rb"Listening on (\d+\.\d+\.\d+\.\d+):(\d+)")
@@ -166,23 +190,29 @@ def _project_roots() -> list[pathlib.Path]:
     roots = [pathlib.Path(sys.prefix)]  # a virtualenv: .venv/npm
     source_root = pathlib.Path(__file__).resolve().parents[2]  # editable install: the checkout
     roots += [source_root, source_root / ".venv", pathlib.Path.cwd(), pathlib.Path.cwd() / ".venv"]
+    roots.append(anvil_user_prefix().parent)  # its npm/ is the user-level prefix
     return list(dict.fromkeys(roots))
 
 
 def find_anvil_binary() -> pathlib.Path:
     """Return the path of the ``anvil`` executable.
 
-    Looks at ``$GOLEM_TRIO_ANVIL``, then inside the npm package under ``npm/node_modules``
-    or ``node_modules`` of the virtualenv (``sys.prefix``), of the checkout this module lives
-    in and of its ``.venv``, and of the working directory; then on ``PATH``.
+    Looks at ``$GOLEM_TRIO_ANVIL`` (and only there when it is set), then inside the npm
+    package under ``npm/node_modules`` or ``node_modules`` of the virtualenv (``sys.prefix``),
+    of the checkout this module lives in and of its ``.venv``, of the working directory and
+    of the user-level prefix (:func:`anvil_user_prefix`); then on ``PATH``.
 
     Raises:
-        AnvilNotInstalled: nothing was found; the message says how to install it.
+        AnvilNotInstalled: nothing was found, or ``$GOLEM_TRIO_ANVIL`` names no executable
+            file; the message says how to install it.
     """
     candidates: list[pathlib.Path] = []
     override = os.environ.get(ANVIL_ENV_VAR)
     if override:
-        candidates.append(pathlib.Path(override))
+        path = pathlib.Path(override)
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        raise AnvilNotInstalled(f"{ANVIL_ENV_VAR}={override} is not an executable file")
     for root in _project_roots():
         for modules in (root / "npm" / "node_modules", root / "node_modules"):
             # The package for this platform first, then any other build of anvil.
@@ -196,7 +226,7 @@ def find_anvil_binary() -> pathlib.Path:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     searched = "\n".join(f"  {c}" for c in dict.fromkeys(candidates))
-    raise AnvilNotInstalled(f"{ANVIL_INSTALL_HINT}\nSearched:\n{searched}")
+    raise AnvilNotInstalled(f"{anvil_install_hint()}\nSearched:\n{searched}")
 
 
 def _address(value: str) -> str:

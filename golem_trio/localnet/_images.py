@@ -157,12 +157,17 @@ def load_image_folder(path: str | os.PathLike[str]) -> ImageInfo:
     )
 
 
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def _image_folders(root: Path) -> list[Path]:
     """Folders at depth <= :data:`MAX_DEPTH` under ``root`` holding a manifest, in sorted
     order; hidden and :data:`SKIPPED_DIRS` folders are not entered, nor are image folders
-    (their content is the image's) or symlinks to folders."""
+    (their content is the image's) or symlinks to folders. A folder that cannot be read
+    raises its :class:`OSError` (:class:`PermissionError` for one it may not read)."""
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
         here = Path(dirpath)
         depth = len(here.relative_to(root).parts)
         if MANIFEST_NAME in filenames:

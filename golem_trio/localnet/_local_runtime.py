@@ -780,17 +780,23 @@ def local_runtime_factory(
     store: ImageStore,
     root: str | os.PathLike[str] | None = None,
     config: LocalRuntimeConfig | None = None,
+    *,
+    default_image: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Callable[[RuntimeContext], LocalRuntime]:
     """A :data:`~._runtime.RuntimeFactory` giving each activity a :class:`LocalRuntime` over
     the image its agreement's demand names in ``golem.srv.comp.task_package``.
 
+    An image the store does not know fails at ``deploy``; with ``default_image`` (a folder) such
+    an activity gets that folder as its ``/golem`` instead, and a warning names the image once.
     ``options`` are :class:`LocalRuntimeConfig` fields (with ``root`` or ``config``).
     """
     base = config or LocalRuntimeConfig()
     if root is not None:
         options["root"] = Path(root)
     settings = attrs.evolve(base, **options)
+    fallback = Path(default_image).resolve() if default_image is not None else None
+    warned: set[str] = set()
 
     def make(context: RuntimeContext) -> LocalRuntime:
         package = context.demand_properties.get(TASK_PACKAGE)
@@ -803,6 +809,12 @@ def local_runtime_factory(
                 image = store.image_for(package)
             except UnknownImage as exc:
                 problem = str(exc)
+        if image is None and fallback is not None:
+            reason = problem or "no image"
+            if reason not in warned:
+                warned.add(reason)
+                logger.warning("%s; its activities start from %s as /golem", reason, fallback)
+            image, problem = fallback, None
         return LocalRuntime(image, settings, image_problem=problem, name=context.activity_id)
 
     return make

@@ -88,11 +88,9 @@ YAGNA_VERSION: Final = "0.17.6"
 """The daemon version this module is written for (PyPI ``golem-node``)."""
 
 INSTALL_HINT: Final = (
-    f"The real yagna daemon (PyPI package golem-node=={YAGNA_VERSION}) is not installed. "
-    f"Install it into the project's virtualenv with "
-    f"`.venv/bin/pip install golem-node=={YAGNA_VERSION}` "
-    f"(or `pip install golem-node=={YAGNA_VERSION}` in the active environment), "
-    f"or run `make test`, which installs the test extras, golem-node included."
+    f"the real yagna daemon (PyPI package golem-node=={YAGNA_VERSION}) is not installed; "
+    f"install it with: pip install 'golem-trio[yagna]' (or: pip install "
+    f"golem-node=={YAGNA_VERSION}, in the environment golem-trio runs in)"
 )
 
 LOOPBACK: Final = "127.0.0.1"

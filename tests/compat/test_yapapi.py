@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import Any
 
 import attrs
 import trio
+from _cli_support import STOP_TIMEOUT, localnet_process, parse_assignments, read_lines
 
 from golem_trio.localnet import (
     ProviderSpec,
@@ -172,3 +174,43 @@ async def test_yapapi_service_life_with_streamed_output(
     # too, after the activity has ended: the daemon then cuts the stream off (the exe-unit is
     # gone), and yapapi moves on instead of waiting for ever.
     check_life(run)
+
+
+async def test_yapapi_app_runs_real_commands_on_the_command_line_localnet(
+    yapapi_python: pathlib.Path, gftp_stub_dir: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """``golem-trio localnet`` as a user starts it, with its default runtime: the app's
+    ``/bin/sh -c`` script and ``/bin/echo`` commands run (for real where bubblewrap is, else
+    in the scripted shell, which answers both the same)."""
+    async with localnet_process(tmp_path / "localnet.err", "--port", "0") as localnet:
+        assert localnet.stdout is not None
+        variables = parse_assignments(await read_lines(localnet.stdout, 2))
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("YAGNA_")},
+            **variables,
+            "PATH": f"{gftp_stub_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "COMPAT_ROUNDS": str(ROUNDS),
+            "COMPAT_START_SCRIPT": "echo started; date +%Y",
+            "PYTHONUNBUFFERED": "1",
+        }
+        with trio.fail_after(APP_TIMEOUT_S):
+            app = await trio.run_process(
+                [str(yapapi_python), str(SERVICE_APP)],
+                env=env,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        localnet.send_signal(signal.SIGINT)
+        with trio.fail_after(STOP_TIMEOUT * 2):
+            await localnet.wait()
+    report = f"--- stdout ---\n{app.stdout.decode()}\n--- stderr ---\n{app.stderr.decode()}"
+    assert app.returncode == 0, report
+    lines = app.stdout.decode().splitlines()
+    year = time.strftime("%Y", time.gmtime())
+    assert lines[:4] == ["STATE pending", "START started", f"START {year}", "STATE running"], report
+    assert [line for line in lines if line.startswith("STDOUT")] == EXPECTED_OUTPUTS, report
+    assert lines[-2:] == ["STATE terminated", "GOLEM CLOSED"], report
+    assert localnet.returncode == 0
+    assert "Traceback" not in (tmp_path / "localnet.err").read_text()

@@ -28,6 +28,9 @@ DEADLINE_S = float(os.environ.get("COMPAT_DEADLINE_S", "20"))
 #: whole output at the end; ``stream``: ``Golem(stream_output=True)``, which follows each batch
 #: on the exe-unit's event stream (SSE) and reports the output as ``CommandStdOut`` events.
 CAPTURE = os.environ.get("COMPAT_CAPTURE", "default")
+#: When set, ``start`` runs this shell script after deploy and start (as yapapi's examples do,
+#: ``/bin/sh -c "echo started; date"``) and prints its stdout as ``START <line>``.
+START_SCRIPT = os.environ.get("COMPAT_START_SCRIPT")
 #: When set, yapapi's default logger writes INFO to stderr and DEBUG (API calls too) here.
 LOG_FILE = os.environ.get("COMPAT_LOG_FILE")
 
@@ -47,12 +50,35 @@ class LocalVmPayload(Payload):
     package_format: str = prop("golem.srv.comp.vm.package_format", default="gvmkit-squash")
 
 
+#: The instance states seen, in order (printed as ``STATE <name>`` when they change).
+SEEN = []
+
+
+def see(state):
+    if not SEEN or SEEN[-1] != state:
+        SEEN.append(state)
+        print(f"STATE {state}", flush=True)
+
+
 class EchoService(Service):
     @staticmethod
     async def get_payload():
         return LocalVmPayload()
 
+    async def start(self):
+        async for script in super().start():
+            yield script
+        if START_SCRIPT:
+            script = self._ctx.new_script()
+            future = script.run("/bin/sh", "-c", START_SCRIPT)
+            yield script
+            for line in ((await future).stdout or "").splitlines():
+                print(f"START {line}", flush=True)
+
     async def run(self):
+        # yapapi calls run() in the running state; a run that is over before the next poll of
+        # the state below would otherwise never be seen running.
+        see(ServiceState.running.value)
         for n in range(ROUNDS):
             script = self._ctx.new_script()
             if CAPTURE == "atEnd":
@@ -80,7 +106,6 @@ async def main() -> int:
             debug_market_api=True,
             debug_payment_api=True,
         )
-    seen = []
     async with Golem(
         budget=1.0,
         subnet_tag="public",
@@ -96,16 +121,13 @@ async def main() -> int:
         deadline = asyncio.get_running_loop().time() + DEADLINE_S
         while asyncio.get_running_loop().time() < deadline:
             for instance in cluster.instances:
-                state = instance.state.value
-                if not seen or seen[-1] != state:
-                    seen.append(state)
-                    print(f"STATE {state}", flush=True)
-            if seen and seen[-1] == ServiceState.terminated.value:
+                see(instance.state.value)
+            if SEEN and SEEN[-1] == ServiceState.terminated.value:
                 break
             await asyncio.sleep(0.2)
         cluster.stop()
     print("GOLEM CLOSED", flush=True)
-    ok = ServiceState.running.value in seen and seen[-1] == ServiceState.terminated.value
+    ok = ServiceState.running.value in SEEN and SEEN[-1] == ServiceState.terminated.value
     return 0 if ok else 1
 
 
