@@ -1,5 +1,5 @@
 """The emulated activity API: activities, their exe-unit state machine, exec batches, results
-and runtime events (DAEMON-NOTES §4).
+and runtime events (docs/daemon-notes.md §4).
 
 Behaviour follows the real daemon: create answers 200 with a shape that mirrors the request;
 an unknown activity id is a 500 ``DAO error``; results are cumulative and the
@@ -677,7 +677,7 @@ class ActivityState:
         wait: float,
         command_index: int | None,
     ) -> list[Json]:
-        """Cumulative results up to the awaited index (DAEMON-NOTES §4.4)."""
+        """Cumulative results up to the awaited index (docs/daemon-notes.md §4.4)."""
         batch = self._batch(caller_id, activity_id, batch_id)
         if command_index is not None and not 0 <= command_index < len(batch.commands):
             raise DaemonError(400, f"Invalid command index: {command_index}")

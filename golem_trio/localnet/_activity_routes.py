@@ -23,7 +23,7 @@ PREFIX = "/activity-api/v1"
 #: The daemon keeps an ended event stream open with a ``:ping`` comment this often.
 PING_INTERVAL = 15.0
 
-#: The daemon compares the Accept header literally (DAEMON-NOTES §4.5).
+#: The daemon compares the Accept header literally (docs/daemon-notes.md §4.5).
 SSE = "text/event-stream"
 
 

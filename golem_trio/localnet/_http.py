@@ -1,5 +1,5 @@
 """HTTP plumbing shared by the emulated APIs: auth, bodies, queries and the daemon's error
-shapes (DAEMON-NOTES §1)."""
+shapes (docs/daemon-notes.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Identifiers in the formats the daemon uses (DAEMON-NOTES §1), from a seeded generator so
+"""Identifiers in the formats the daemon uses (docs/daemon-notes.md §1), from a seeded generator so
 that a LocalNet run is reproducible under its seed."""
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The emulated market: demands, offers, proposals, agreements and their events.
 
-Behaviour follows the real daemon (DAEMON-NOTES §2): proposal events are consumed when read,
-agreement events are persistent and selected by ``afterTimestamp``; each side sees a proposal
-under its own id prefix (``R-`` for the requestor, ``P-`` for the provider); success and error
-statuses are the daemon's, not the spec's.
+Behaviour follows the real daemon (docs/daemon-notes.md §2): proposal events are consumed when
+read, agreement events are persistent and selected by ``afterTimestamp``; each side sees a
+proposal under its own id prefix (``R-`` for the requestor, ``P-`` for the provider); success
+and error statuses are the daemon's, not the spec's.
 
 The provider side is served by the same methods an emulated provider (or, over REST, the real
 daemon's provider API) uses: ``subscribe_offer``, ``collect_demands``, ``counter_offer``,

@@ -1,6 +1,6 @@
 """The emulated payment API: allocations, debit notes, invoices, payments and their events.
 
-Behaviour follows the real daemon 0.17.6 (DAEMON-NOTES §5, §9, §10):
+Behaviour follows the real daemon 0.17.6 (docs/daemon-notes.md §5, §9, §10):
 
 * Allocations reserve part of a requestor's funds (:attr:`PaymentState.balances`, per address,
   :data:`DEFAULT_BALANCE` when not set); creating one above what is free is a 400

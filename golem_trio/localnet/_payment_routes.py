@@ -21,7 +21,7 @@ from ._payment import PaymentState
 __all__ = ["payment_routes"]
 
 PREFIX = "/payment-api/v1"
-#: Long polls wait this long when not told (DAEMON-NOTES §5.2).
+#: Long polls wait this long when not told (docs/daemon-notes.md §5.2).
 EVENT_TIMEOUT = 5.0
 #: How long the daemon waits for the other side to acknowledge (its default; spec says 5).
 ACK_TIMEOUT = 15.0

@@ -1,5 +1,5 @@
 """The emulated net (VPN) API's state: networks, the requestor's addresses, provider nodes, and
-where a websocket TCP connection into the VPN lands (DAEMON-NOTES §6).
+where a websocket TCP connection into the VPN lands (docs/daemon-notes.md §6).
 
 A network belongs to the identity that created it: another identity gets 403 (empty body), an
 unknown id 404 ``{"message": "Network not found"}``. Bad input is a 400 with the daemon's

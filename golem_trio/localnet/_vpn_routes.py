@@ -1,6 +1,6 @@
 """Routes of the emulated net (VPN) API, in both layouts the daemon serves (``/net-api/v1/net…``
 and ``/net-api/v2/vpn/net…``, same handlers), plus ``GET /net-api/v2/net/status``
-(DAEMON-NOTES §6).
+(docs/daemon-notes.md §6).
 
 ``GET …/net/{id}/tcp`` (the specs' getConnections) is not served, as on yagna 0.17.6: 404 with
 an empty body. ``GET …/net/{id}/tcp/{ip}/{port}`` is a websocket: the request is checked and the

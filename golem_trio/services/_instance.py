@@ -1,4 +1,4 @@
-"""The life of one service instance, as cancel scopes (DESIGN §4).
+"""The life of one service instance, as cancel scopes (docs/architecture.md §3).
 
 A *life* is: sign an agreement and create its activity (``pending``), run ``start``
 (``starting``), run ``run`` (``running``), all inside one cancel scope owned by the instance;

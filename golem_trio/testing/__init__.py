@@ -1,4 +1,4 @@
-"""``golem_trio.testing``: check a run against the invariants of DESIGN §7.
+"""``golem_trio.testing``: check a run against the invariants of docs/architecture.md §4.
 
 Use it in your own tests: run your services on a LocalNet, then
 ``assert_invariants(net, budget=...)`` reads the network's ledger and says what was left open,

@@ -1,5 +1,5 @@
-"""The invariants every end-to-end run must leave true (DESIGN §7), checked against the
-LocalNet ledger: what the network saw, not what the SDK believes it did."""
+"""The invariants every end-to-end run must leave true (docs/architecture.md §4), checked
+against the LocalNet ledger: what the network saw, not what the SDK believes it did."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ __all__ = ["ActivityApi", "ExecEventStream"]
 #: Seconds that closing a stream may take when the caller is being cancelled.
 CLOSE_BOUND = 5.0
 
-#: The daemon compares the Accept header literally (DAEMON-NOTES §4.5).
+#: The daemon compares the Accept header literally (docs/daemon-notes.md §4.5).
 SSE_ACCEPT = "text/event-stream"
 
 

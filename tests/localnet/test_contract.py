@@ -1,10 +1,10 @@
 """LocalNet against the daemon's OpenAPI specs: every request a requestor sends through the flows
 below is checked with :func:`validate_request` and every reply the emulator gives with
-:func:`validate_response` (the specs as patched for the real daemon's deviations, DAEMON-NOTES
-§9 and §10). The flows reach every requestor-side operation, success and error paths (401 plain
-text, 400, 404, 408, 409, 410, 500, 501 where the daemon gives them); operations the emulator
-does not serve yet are listed in :data:`NOT_EMULATED`, and a test fails when an operation is
-neither reached nor listed there.
+:func:`validate_response` (the specs as patched for the real daemon's deviations,
+docs/daemon-notes.md §9 and §10). The flows reach every requestor-side operation, success and
+error paths (401 plain text, 400, 404, 408, 409, 410, 500, 501 where the daemon gives them);
+operations the emulator does not serve yet are listed in :data:`NOT_EMULATED`, and a test fails
+when an operation is neither reached nor listed there.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ M = "/market-api/v1"
 A = "/activity-api/v1"
 P = "/payment-api/v1"
 
-#: Well-formed ids nobody owns (DAEMON-NOTES §1 id shapes).
+#: Well-formed ids nobody owns (docs/daemon-notes.md §1 id shapes).
 UNKNOWN_SUB = "0" * 32 + "-" + "0" * 64
 UNKNOWN_PROPOSAL = "R-" + "0" * 64
 UNKNOWN_AGREEMENT = "0" * 64
@@ -64,7 +64,7 @@ UNKNOWN_UUID = "00000000-0000-0000-0000-000000000000"
 #: a strict xfail test below, so fixing the emulator makes that test (and this entry) go.
 DEVIATIONS: dict[str, str] = {}
 
-#: A JSON ``null`` body: "no reason" for reject, cancel and terminate (DAEMON-NOTES §2.3).
+#: A JSON ``null`` body: "no reason" for reject, cancel and terminate (docs/daemon-notes.md §2.3).
 NULL_REASON: dict[str, Any] = {
     "content": b"null",
     "headers": {"Content-Type": "application/json"},
@@ -515,7 +515,7 @@ async def _invoice(
 
 
 async def _net(client: httpx2.AsyncClient, layout: str, provider_id: str) -> None:
-    """The VPN calls of a service with a network (DAEMON-NOTES §6), in one layout."""
+    """The VPN calls of a service with a network (docs/daemon-notes.md §6), in one layout."""
     body = {"ip": "192.168.8.0", "mask": "255.255.255.0", "gateway": "192.168.8.1"}
     network = (await call(client, "POST", layout, 200, json=body)).json()
     path = f"{layout}/{network['id']}"
@@ -592,8 +592,9 @@ async def test_version_reply_matches_the_spec() -> None:
 
 
 async def test_exec_event_stream_matches_the_specs() -> None:
-    """The SSE exec stream (DAEMON-NOTES §4.5), over a real socket: the in-process transport
-    buffers whole replies and this one never ends. Every frame must be a RuntimeEvent."""
+    """The SSE exec stream (docs/daemon-notes.md §4.5), over a real socket: the in-process
+    transport buffers whole replies and this one never ends. Every frame must be a
+    RuntimeEvent."""
     streamer = ProviderSpec(name="streamer", tick=0.1)
     runtime = scripted_runtime_factory(scripts())
     with trio.fail_after(15):

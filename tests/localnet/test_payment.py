@@ -46,9 +46,9 @@ BASE = "/payment-api/v1"
 ACTIVITY = "a" * 32
 OTHER_ACTIVITY = "b" * 32
 Json = dict[str, Any]
-#: Error statuses the daemon answers that the spec does not declare (DAEMON-NOTES §5.1: unknown
-#: allocation in demandDecorations, released allocation in getAllocation; §5.2: accepting from a
-#: released allocation). Their bodies are still checked to be an ``ErrorMessage``.
+#: Error statuses the daemon answers that the spec does not declare (docs/daemon-notes.md §5.1:
+#: unknown allocation in demandDecorations, released allocation in getAllocation; §5.2: accepting
+#: from a released allocation). Their bodies are still checked to be an ``ErrorMessage``.
 DOCUMENTED_ERRORS = (
     (re.compile(r"/demandDecorations"), 404),
     (re.compile(r"/allocations/[^/]+"), 410),

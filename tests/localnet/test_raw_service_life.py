@@ -1,4 +1,4 @@
-"""A whole service life (DAEMON-NOTES §8) against LocalNet over a real socket, with plain
+"""A whole service life (docs/daemon-notes.md §8) against LocalNet over a real socket, with plain
 httpx2 calls and no SDK code: what any client, in any language, would see."""
 
 from __future__ import annotations

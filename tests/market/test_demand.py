@@ -48,7 +48,7 @@ DECORATIONS = MarketDecoration(
     ],
     constraints=[f"({ADDRESS_PROPERTY}=*)", "(golem.com.payment.protocol.version>1)"],
 )
-# DAEMON-NOTES §3.1: yapapi's demand constraints for a VM payload with default resources.
+# docs/daemon-notes.md §3.1: yapapi's demand constraints for a VM payload with default resources.
 YAPAPI_CONSTRAINTS = f"""(&(golem.node.debug.subnet=public)
 \t({ADDRESS_PROPERTY}=*)
 \t(golem.com.payment.protocol.version>1)

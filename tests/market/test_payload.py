@@ -83,7 +83,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(httpx2.AsyncClient, "__init__", refuse)
 
 
-# --- properties and constraints (DAEMON-NOTES §3.1) -----------------------------------------------
+# --- properties and constraints (docs/daemon-notes.md §3.1) --------------------------------------
 
 
 def test_vm_payload_properties_and_constraints() -> None:

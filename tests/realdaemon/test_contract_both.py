@@ -65,8 +65,8 @@ DIFFERENCES: dict[str, dict[tuple[str, int], str]] = {
     },
     "emulator": {
         (f"GET {P}/allocations/{{allocationId}}", 410): (
-            "a released allocation: the emulator answers 410 as DAEMON-NOTES documents; yagna "
-            "0.17.6 answers 404 once it was released with DELETE"
+            "a released allocation: the emulator answers 410 as docs/daemon-notes.md §5.1 "
+            "documents; yagna 0.17.6 answers 404 once it was released with DELETE"
         ),
         (f"POST {M}/demands/{{subscriptionId}}/proposals/{{proposalId}}/reject", 404): (
             "see the 500 above"
@@ -343,7 +343,7 @@ async def flow(
             json={"totalAmountAccepted": note["totalAmountDue"], "allocationId": allocation_id},
         )
         await call(client, "GET", f"{P}/debitNotes/{UNKNOWN_UUID}", 404)
-        # The daemon cannot reject debit notes (DAEMON-NOTES): 501.
+        # The daemon cannot reject debit notes (docs/daemon-notes.md §9.7): 501.
         rejection = {"rejectionReason": "BAD_SERVICE", "totalAmountAccepted": "0"}
         await call(client, "POST", f"{note_path}/reject", 501, json=rejection)
         await call(client, "GET", f"{P}/payments/status", 200, params={"network": "holesky"})

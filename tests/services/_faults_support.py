@@ -157,7 +157,8 @@ class Stage:
         return [{"journal": self.journal, **kwargs} for _ in range(count)]
 
     def check_network(self) -> None:
-        """DESIGN §7: invariants on the ledger, and no task left behind by the engine."""
+        """docs/architecture.md §4: invariants on the ledger, and no task left behind by the
+        engine."""
         assert self.leftover == [], f"tasks left running: {self.leftover}"
         assert_invariants(self.book, budget=self.budget)
 

@@ -140,8 +140,8 @@ async def open_world(
 ) -> AsyncIterator[World]:
     """A LocalNet with ``providers`` providers and a Golem engine on it.
 
-    After the block, ``world.book`` holds the ledger and (with ``check``) the DESIGN §7
-    invariants are asserted: nothing left open, unpaid or wrongly paid.
+    After the block, ``world.book`` holds the ledger and (with ``check``) the
+    docs/architecture.md §4 invariants are asserted: nothing left open, unpaid or wrongly paid.
     """
     log: list[Op] = []
     table = dict(SCRIPTS if scripts is None else scripts)

@@ -1,12 +1,12 @@
-"""Whole clusters on LocalNet in virtual time under random faults (DESIGN §7).
+"""Whole clusters on LocalNet in virtual time under random faults (docs/architecture.md §4).
 
 Hypothesis draws a restart policy, a budget, an expiration and a list of commands (provider
 terminations, activity deaths, failing commands, failing health probes, scaling up and down,
 stopping instances, time passing); one trio run interprets them against a Golem on LocalNet,
 then stops the cluster or just leaves the Golem block. Whatever happened, after the block:
-the invariants of DESIGN §7 hold on the network's ledger, every instance is terminated with
-a recorded reason per life and a history that follows ``TRANSITIONS``, the restart policy
-was obeyed, and the engine left no task behind.
+the invariants of docs/architecture.md §4 hold on the network's ledger, every instance is
+terminated with a recorded reason per life and a history that follows ``TRANSITIONS``, the
+restart policy was obeyed, and the engine left no task behind.
 """
 
 from __future__ import annotations

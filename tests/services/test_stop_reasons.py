@@ -1,4 +1,4 @@
-"""One test per stop reason, end to end on LocalNet in virtual time (DESIGN §4).
+"""One test per stop reason, end to end on LocalNet in virtual time (docs/architecture.md §3).
 
 Each test brings one instance (or a few) to the state the cause needs, triggers the cause and
 checks: the typed ``stop_reason``; a history ``... -> stopping -> terminated`` with the right
@@ -7,7 +7,7 @@ provider ended the agreement), shielded (a 5 s handler finishes though the life 
 cancelled) and bounded (a handler that never returns is cut at ``Timeouts.shutdown``, and
 cleanup still runs); the agreement terminated with ``golem.requestor.code`` equal to the
 reason's ``requestor_code`` (by the provider for ``ProviderTerminated``); the activity
-terminated; the DESIGN §7 invariants; no task left behind.
+terminated; the docs/architecture.md §4 invariants; no task left behind.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The JSON mapping's documented rules, one behaviour at a time (DAEMON-NOTES §2.2, §4)."""
+"""The JSON mapping's documented rules, one behaviour at a time (docs/daemon-notes.md §2.2,
+§4)."""
 
 from __future__ import annotations
 
@@ -449,7 +450,7 @@ def test_missing_optional_reason_is_none_and_left_out() -> None:
 
 # --- exe-script commands -----------------------------------------------------------------------
 
-#: The example of DAEMON-NOTES §4.2, every command with every field it documents.
+#: Every command of docs/daemon-notes.md §4.2, each with every field documented there.
 SCRIPT: list[dict[str, Any]] = [
     {
         "deploy": {

@@ -1,4 +1,4 @@
-"""The exec event stream (SSE) as the daemon frames it (DAEMON-NOTES §4.5)."""
+"""The exec event stream (SSE) as the daemon frames it (docs/daemon-notes.md §4.5)."""
 
 from __future__ import annotations
 

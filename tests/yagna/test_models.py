@@ -71,7 +71,7 @@ UNIONS: dict[str, Any] = {
 COMMANDS: tuple[type[Any], ...] = typing.get_args(yagna.ExeScriptCommand)
 KINDS: tuple[type[Any], ...] = typing.get_args(yagna.RuntimeEventKind)
 
-#: The exec stream's event kinds, as the daemon names them (DAEMON-NOTES §4.5).
+#: The exec stream's event kinds, as the daemon names them (docs/daemon-notes.md §4.5).
 KIND_NAMES = frozenset({"started", "finished", "stdout", "stderr", "progress"})
 
 #: Classes whose JSON is not one object of their fields (custom hooks in ``_models``).

@@ -2,9 +2,10 @@
 
 What this module gives the contract tests:
 
-* the official specs from ``shared/yagna-api`` loaded with their ``$ref``\\ s to ``common.yaml``
-  resolved (:func:`load_specs`), patched in memory where the real daemon differs from them
-  (:data:`PATCHES`, each naming its section of ``DAEMON-NOTES.md``); the files are never changed;
+* the official specs, vendored in ``specs/`` beside this file, loaded with their ``$ref``\\ s to
+  ``common.yaml`` resolved (:func:`load_specs`), patched in memory where the real daemon differs
+  from them (:data:`PATCHES`, each naming its section of ``docs/daemon-notes.md``); the files are
+  never changed;
 * :func:`validate_request` and :func:`validate_response`: check an ``httpx2`` request (or a reply
   to it) against the operation it targets and raise :class:`AssertionError` with a readable message;
 * :func:`requestor_operations`: every requestor-side operation of the specs;
@@ -79,21 +80,23 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 # --------------------------------------------------------------------------------------------
 
 
-def spec_dir(project_root: Path | None = None) -> Path:
-    """The folder ``shared/yagna-api`` beside the project checkout (``project_root``, by
-    default the checkout holding this file); FileNotFoundError saying so if it is missing."""
-    if project_root is None:
-        project_root = Path(__file__).resolve().parents[3]
-    folder = project_root.parent / "shared" / "yagna-api"
+def spec_dir(folder: Path | None = None) -> Path:
+    """The folder of the vendored specs (``specs/`` beside this file, see its ``README.md``),
+    or ``folder``; FileNotFoundError naming the missing files if any is absent."""
+    if folder is None:
+        folder = SPECS_FOLDER
     missing = [name for name in [*SPEC_FILES, "common.yaml"] if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"the yagna OpenAPI specs are missing from {folder} ({', '.join(missing)}): the "
-            f"contract tests expect the folder shared/yagna-api beside the project checkout "
-            f"{project_root}"
+            f"the yagna OpenAPI specs are missing from {folder} ({', '.join(missing)}): they are "
+            f"vendored in the project at {SPECS_FOLDER.relative_to(_CHECKOUT)}"
         )
     return folder
 
+
+#: The vendored OpenAPI specs, inside the checkout (never a folder beside it).
+SPECS_FOLDER = Path(__file__).resolve().with_name("specs")
+_CHECKOUT = Path(__file__).resolve().parents[3]
 
 #: Spec file -> the path prefix its operations are served under by the daemon.
 SPEC_FILES: dict[str, str] = {
@@ -136,7 +139,7 @@ class Patch:
 
     spec: str
     target: str
-    section: str  # of DAEMON-NOTES.md (or the ya-client Rust model the daemon serialises)
+    section: str  # of docs/daemon-notes.md (or the ya-client Rust model the daemon serialises)
     reason: str
     apply: Callable[[Docs], None]
 
@@ -153,9 +156,9 @@ def _ref(name: str, spec: str | None = None) -> dict[str, str]:
     return {"$ref": f"{spec or ''}#/components/schemas/{name}"}
 
 
-#: A 200 reply whose JSON body is ``null`` (DAEMON-NOTES §10.3).
+#: A 200 reply whose JSON body is ``null`` (docs/daemon-notes.md §10.3).
 _NULL_BODY = {
-    "description": "The daemon answers the JSON body null (DAEMON-NOTES §10.3).",
+    "description": "The daemon answers the JSON body null (docs/daemon-notes.md §10.3).",
     "content": {"application/json": {"schema": {"nullable": True, "enum": [None]}}},
 }
 
@@ -537,7 +540,8 @@ def _patch_version_pending(docs: Docs) -> None:
 
 
 def _patch_documented_error_statuses(docs: Docs) -> None:
-    # Error statuses DAEMON-NOTES documents that the spec does not declare; bodies ErrorMessage.
+    # Error statuses docs/daemon-notes.md documents that the spec does not declare; bodies
+    # ErrorMessage.
     targets = [
         ("activity-api.yaml", "get", "/activity/{activityId}/exec/{batchId}", "408", "Timeout"),
         ("payment-api.yaml", "get", "/demandDecorations", "404", "NotFound"),
@@ -757,15 +761,15 @@ DAEMON_OPERATIONS: dict[tuple[str, str], DaemonOperation] = {
     ("GET", "/market-api/v1/agreements/{agreementId}/terminate/reason"): DaemonOperation(
         "market-api.yaml",
         "getTerminateAgreementReason",
-        "DAEMON-NOTES §9.2, §2.1: the daemon serves it as GET; the spec says POST",
+        "docs/daemon-notes.md §9.2, §2.1: the daemon serves it as GET; the spec says POST",
         {},  # the spec's operation, moved to GET
         replaces=("post", "/agreements/{agreementId}/terminate/reason"),
     ),
     ("DELETE", "/market-api/v1/scan/{subscriptionId}"): DaemonOperation(
         "market-api.yaml",
         "endScan",
-        "DAEMON-NOTES §2.1: the daemon ends a scan with DELETE /scan/{id} -> 204; the spec "
-        "says DELETE /scan/{id}/events -> 201",
+        "docs/daemon-notes.md §2.1: the daemon ends a scan with DELETE /scan/{id} -> 204; the "
+        "spec says DELETE /scan/{id}/events -> 201",
         {
             "parameters": [{"$ref": "#/components/parameters/subscriptionId"}],
             "responses": {
@@ -780,8 +784,8 @@ DAEMON_OPERATIONS: dict[tuple[str, str], DaemonOperation] = {
     ("GET", "/activity-api/v1/activity"): DaemonOperation(
         "activity-api.yaml",
         "listActivities",
-        "DAEMON-NOTES §4.1: GET /activity?agreementId= lists the agreement's activity ids; "
-        "not in the spec",
+        "docs/daemon-notes.md §4.1: GET /activity?agreementId= lists the agreement's activity "
+        "ids; not in the spec",
         {
             "parameters": [
                 {
@@ -811,7 +815,8 @@ DAEMON_OPERATIONS: dict[tuple[str, str], DaemonOperation] = {
     ("GET", "/payment-api/v1/allocations/{allocationId}/expenditures"): DaemonOperation(
         "payment-api.yaml",
         "getAllocationExpenditures",
-        "DAEMON-NOTES §5.1: lists what an allocation paid per agreement/activity; not in the spec",
+        "docs/daemon-notes.md §5.1: lists what an allocation paid per agreement/activity; not in "
+        "the spec",
         {
             "parameters": [{"$ref": "#/components/parameters/allocationId"}],
             "responses": {
@@ -831,7 +836,7 @@ DAEMON_OPERATIONS: dict[tuple[str, str], DaemonOperation] = {
     ),
 }
 
-#: Schemas the daemon-only operations use (ya-client model, DAEMON-NOTES §5.1).
+#: Schemas the daemon-only operations use (ya-client model, docs/daemon-notes.md §5.1).
 _EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
     "payment-api.yaml": {
         "AllocationExpenditure": {
@@ -849,8 +854,8 @@ _EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 # Notes on deviations that need no entry here:
-# * createActivity with a bare JSON string body (DAEMON-NOTES §9.10): the spec already declares
-#   `oneOf: [string, CreateActivityRequest]` for the body and the mirrored reply.
+# * createActivity with a bare JSON string body (docs/daemon-notes.md §9.10): the spec already
+#   declares `oneOf: [string, CreateActivityRequest]` for the body and the mirrored reply.
 # * /net-api/v2/vpn/net/... and /net-api/v1/net/... (§9.12): both layouts have their own spec.
 
 
@@ -1234,7 +1239,7 @@ class _OpenAPIResponse:
 # Validation
 # --------------------------------------------------------------------------------------------
 
-#: Query parameters the daemon understands on every URL (DAEMON-NOTES §1).
+#: Query parameters the daemon understands on every URL (docs/daemon-notes.md §1).
 _GLOBAL_QUERY = frozenset({"authToken"})
 
 
@@ -1308,7 +1313,7 @@ def validate_request(request: httpx2.Request) -> Operation:
     if "text/event-stream" in accept and accept != "text/event-stream":
         raise AssertionError(
             f"{context}: the daemon compares Accept literally; send exactly "
-            f"'text/event-stream', got {accept!r} (DAEMON-NOTES §4.5)"
+            f"'text/event-stream', got {accept!r} (docs/daemon-notes.md §4.5)"
         )
     return op
 
@@ -1478,7 +1483,8 @@ def _absolutise(node: Any, base: str) -> Any:
 
 
 def daemon_status(op: Operation) -> int:
-    """The success status the daemon answers for ``op`` (DAEMON-NOTES §9.1 where it differs)."""
+    """The success status the daemon answers for ``op`` (docs/daemon-notes.md §9.1 where it
+    differs)."""
     definition = load_specs().operation_definition(op)
     if "x-daemon-status" in definition:
         return int(definition["x-daemon-status"])
@@ -1596,7 +1602,8 @@ def _h(example: JSON, strategy: st.SearchStrategy[Any]) -> _Hint:
     return _Hint(example, strategy)
 
 
-# Field shapes from DAEMON-NOTES §1 (ids, money, timestamps), §4.3, §6 and the ya-client models.
+# Field shapes from docs/daemon-notes.md §1 (ids, money, timestamps), §4.3, §6 and the ya-client
+# models.
 # Keyed by (schema name, property) first, then by property name alone.
 _HINTS_BY_SCHEMA: dict[tuple[str, str], _Hint] = {
     ("ActivityState", "state"): _h(

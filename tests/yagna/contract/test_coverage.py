@@ -13,8 +13,8 @@ from .openapi_support import requestor_operations
 #: Requestor-side operations the client deliberately does not offer, and why.
 EXCLUDED: dict[tuple[str, str], str] = {
     ("activity-api.yaml", "callEncrypted"): (
-        "the encrypted channel of SGX exe-units (DAEMON-NOTES §4.1: SGX only); the project "
-        "runs no SGX payloads"
+        "the encrypted channel of SGX exe-units (docs/daemon-notes.md §4.1: SGX only); the "
+        "project runs no SGX payloads"
     ),
     ("payment-api.yaml", "issueInvoice"): (
         "providers issue invoices; the spec tags the operation requestor too, but a requestor "

@@ -4,6 +4,7 @@ does, and generates values its own schemas accept."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -62,15 +63,29 @@ def exe_script(*commands: object) -> dict[str, str]:
 # --- locating and patching the specs ---------------------------------------------------------
 
 
-def test_spec_dir_is_beside_the_checkout() -> None:
+def test_specs_are_vendored_inside_the_checkout() -> None:
     checkout = Path(__file__).resolve().parents[3]
     assert (checkout / "pyproject.toml").is_file()
-    assert spec_dir() == checkout.parent / "shared" / "yagna-api"
+    assert spec_dir() == checkout / "tests" / "yagna" / "contract" / "specs"
+    assert spec_dir().is_relative_to(checkout)
+
+
+def test_vendored_specs_match_their_recorded_checksums() -> None:
+    """The specs are kept byte for byte as taken upstream: ``specs/README.md`` lists each file's
+    SHA-256, and a changed or added file must say so there."""
+    readme = (spec_dir() / "README.md").read_text(encoding="utf-8")
+    listed = re.findall(r"`([0-9a-f]{64})`\s+`([\w.-]+\.yaml)`", readme)
+    recorded = {name: digest for digest, name in listed}
+    on_disk = {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in spec_dir().glob("*.yaml")
+    }
+    assert recorded == on_disk
 
 
 def test_missing_spec_dir_is_reported_clearly(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"shared/yagna-api beside the project checkout"):
-        spec_dir(tmp_path / "checkout")
+    with pytest.raises(FileNotFoundError, match=r"vendored in the project at tests/yagna"):
+        spec_dir(tmp_path / "nowhere")
 
 
 def test_every_patch_and_daemon_operation_names_its_reason() -> None:
