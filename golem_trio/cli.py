@@ -55,7 +55,7 @@ PROG = "golem-trio"
 #: needs is not installed.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
 #: How to get bubblewrap, the local runtime's sandbox.
-BWRAP_HINT = "install it with: sudo apt-get install bubblewrap (Debian, Ubuntu)"
+BWRAP_HINT = "sudo apt-get install bubblewrap"
 
 
 class _UsageError(Exception):
@@ -189,7 +189,7 @@ def _check_pieces(args: argparse.Namespace) -> None:
     if args.runtime == "local" and bwrap is None:
         raise _Missing(
             f"--runtime local runs commands under bubblewrap (bwrap), which is not installed; "
-            f"{BWRAP_HINT} (or use --runtime scripted)"
+            f"install it with: {BWRAP_HINT}, or use --runtime scripted"
         )
     args.chosen_runtime = args.runtime
     if args.runtime == "auto":
@@ -264,7 +264,7 @@ def _describe_runtime(args: argparse.Namespace) -> str:
     why = "chosen with --runtime" if args.runtime == "scripted" else "bubblewrap is not installed"
     return (
         f"LocalNet: runtime scripted ({why}): a scripted shell answers sh -c, echo, sleep, date, "
-        f"cat, true and false; for real commands, install bubblewrap ({BWRAP_HINT})"
+        f"cat, true and false; for real commands, install bubblewrap: {BWRAP_HINT}"
     )
 
 
