@@ -283,7 +283,9 @@ def _error(message: str) -> None:
 
 def _localnet(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        logging.basicConfig(
+            level=logging.WARNING, stream=sys.stderr, format="LocalNet: %(levelname)s: %(message)s"
+        )
     try:
         return trio.run(_serve, args)
     except KeyboardInterrupt:  # a SIGINT before the signal receiver was set up
