@@ -35,9 +35,10 @@ $(NPM_STAMP):
 
 npm: $(NPM_STAMP)
 
-# Rebuild golem_trio/localnet/contracts/token.json from Token.sol (the artifact is checked in).
+# Rebuild golem_trio/localnet/yagna/contracts/token.json from Token.sol (the artifact is
+# checked in).
 token: $(NPM_STAMP)
-	NODE_PATH=$(NPM_DIR)/node_modules node golem_trio/localnet/contracts/build_token.js
+	NODE_PATH=$(NPM_DIR)/node_modules node golem_trio/localnet/yagna/contracts/build_token.js
 
 $(STAMP): pyproject.toml $(BASE) $(NPM_STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'

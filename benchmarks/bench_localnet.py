@@ -19,9 +19,14 @@ from decimal import Decimal
 
 import trio
 
-from golem_trio.localnet._localnet import LocalNet, ProviderPopulation, open_localnet
-from golem_trio.localnet._provider import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL
-from golem_trio.localnet._runtime import Reply, scripted_runtime_factory
+from golem_trio.localnet import (
+    LocalNet,
+    ProviderPopulation,
+    Reply,
+    open_localnet,
+    scripted_runtime_factory,
+)
+from golem_trio.localnet.providers import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL
 from golem_trio.yagna import (
     ApiConfig,
     DemandOfferBase,

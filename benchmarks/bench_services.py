@@ -55,8 +55,12 @@ import trio
 from bench_localnet import accept_notes, sign_many, start_activity
 
 from golem_trio import Golem, Service, vm
-from golem_trio.localnet import LocalNet, ProviderPopulation, open_localnet
-from golem_trio.localnet._runtime import scripted_runtime_factory
+from golem_trio.localnet import (
+    LocalNet,
+    ProviderPopulation,
+    open_localnet,
+    scripted_runtime_factory,
+)
 from golem_trio.services import ServiceState, Trigger
 from golem_trio.yagna import ApiConfig, DaemonUnreachable, NewAllocation, YagnaClient
 

@@ -2,9 +2,10 @@
 
 Start with :class:`Golem` and :class:`Service`; payloads come from :mod:`golem_trio.market`
 (``from golem_trio.market import vm``). The layers below are public packages of their own:
-:mod:`golem_trio.yagna` (the daemon's REST API), :mod:`golem_trio.market`,
-:mod:`golem_trio.payment`, :mod:`golem_trio.work`, :mod:`golem_trio.services`,
-:mod:`golem_trio.events` and :mod:`golem_trio.localnet` (the embedded Golem network).
+:mod:`golem_trio.yagna` (the daemon's REST API), :mod:`golem_trio.terms` (agreement terms,
+for the market and payment alike), :mod:`golem_trio.market`, :mod:`golem_trio.payment`,
+:mod:`golem_trio.work`, :mod:`golem_trio.services`, :mod:`golem_trio.events` and
+:mod:`golem_trio.localnet` (the embedded Golem network).
 """
 
 from . import events as events

@@ -28,13 +28,13 @@ from golem_trio.events import (
     AgreementSigned,
     AgreementTerminated,
     AgreementTerminatedForBilling,
-    BudgetExhausted,
+    BudgetLimitReached,
+    ClusterFinished,
     ClusterStarted,
-    ClusterStopped,
     DebitNoteRefused,
     EventConsumer,
     GolemStarted,
-    HealthCheckFailed,
+    HealthProbeFailed,
     InstanceRestarting,
     InvoiceRejected,
     ProposalReceived,
@@ -256,7 +256,7 @@ class SummaryLogger:
                     "" if event.num_instances == 1 else "s",
                     event.service_class,
                 )
-            case ClusterStopped():
+            case ClusterFinished():
                 log.info("Cluster %s of %s stopped", event.cluster_id, event.service_class)
             case ServiceStateChanged():
                 self._service_state_changed(event)
@@ -274,7 +274,7 @@ class SummaryLogger:
                     event.delay,
                     avoiding,
                 )
-            case HealthCheckFailed():
+            case HealthProbeFailed():
                 log.warning(
                     "Health check failed for instance %s of cluster %s (activity %s), "
                     "%d failure%s in a row: %s",
@@ -324,7 +324,7 @@ class SummaryLogger:
                     _clip(event.message),
                     "" if event.terminated else " (the termination call failed)",
                 )
-            case BudgetExhausted():
+            case BudgetLimitReached():
                 log.warning(
                     "Budget exhausted: projected spend %s exceeds budget %s: %s",
                     event.projected,

@@ -212,15 +212,13 @@ def _check_pieces(args: argparse.Namespace) -> None:
 
 
 def _check_yagna_pieces() -> None:
-    from golem_trio.localnet._chain import (
+    from golem_trio.localnet.yagna import (
         ANVIL_ENV_VAR,
+        INSTALL_HINT,
         AnvilNotInstalled,
+        YagnaNotInstalled,
         anvil_install_command,
         find_anvil_binary,
-    )
-    from golem_trio.localnet.yagna_node import (
-        INSTALL_HINT,
-        YagnaNotInstalled,
         find_yagna_binary,
     )
 
@@ -300,9 +298,13 @@ def _announce(url: str, app_key: str) -> None:
 
 
 async def _serve_yagna(args: argparse.Namespace, runtime: RuntimeFactory) -> int:
-    from golem_trio.localnet._chain import AnvilNotInstalled, LocalChainError
-    from golem_trio.localnet._yagna_backend import open_yagna_localnet
-    from golem_trio.localnet.yagna_node import YagnaNodeError, YagnaNotInstalled
+    from golem_trio.localnet.yagna import (
+        AnvilNotInstalled,
+        LocalChainError,
+        YagnaNodeError,
+        YagnaNotInstalled,
+        open_yagna_localnet,
+    )
 
     await trio.lowlevel.checkpoint()
     specs = ProviderPopulation(count=args.providers, seed=args.seed).specs()

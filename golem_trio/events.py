@@ -17,6 +17,12 @@ key or any other secret, so they are safe to log in full
 
 Events are the engine's observation interface and may gain fields between releases; match on
 the class and read fields by name.
+
+Names: an event is named after what happened, ``<subject><past participle>``
+(``ClusterFinished``, ``HealthProbeFailed``, ``BudgetLimitReached``); where yapapi has an event
+for the same thing, it has yapapi's name. The reasons an instance stops for
+(:mod:`golem_trio.services`: ``ClusterStopped``, ``HealthCheckFailed``, ``BudgetExhausted``,
+...) are not events, and no event shares a name with one.
 """
 
 from __future__ import annotations
@@ -49,16 +55,16 @@ __all__ = [
     "AgreementSigned",
     "AgreementTerminated",
     "AgreementTerminatedForBilling",
-    "BudgetExhausted",
+    "BudgetLimitReached",
+    "ClusterFinished",
     "ClusterStarted",
-    "ClusterStopped",
     "DebitNoteAccepted",
     "DebitNoteRefused",
     "Emitter",
     "Event",
     "EventConsumer",
     "GolemStarted",
-    "HealthCheckFailed",
+    "HealthProbeFailed",
     "InstanceRestarting",
     "InvoiceAccepted",
     "InvoiceRejected",
@@ -153,8 +159,9 @@ class ClusterStarted(Event):
 
 
 @attrs.frozen(kw_only=True)
-class ClusterStopped(Event):
-    """A cluster and all its instances have stopped.
+class ClusterFinished(Event):
+    """A cluster and all its instances have stopped (whatever stopped them; the instances'
+    reasons are in their ``ServiceFinished`` events).
 
     Attributes:
         cluster_id: The cluster's id.
@@ -295,8 +302,9 @@ class AgreementTerminated(Event):
 
 
 @attrs.frozen(kw_only=True)
-class HealthCheckFailed(Event):
-    """A service instance failed a health check.
+class HealthProbeFailed(Event):
+    """One health probe of a service instance failed. After ``HealthCheck.failures`` of them
+    in a row the instance stops (for the reason ``HealthCheckFailed``, or ``ActivityDied``).
 
     Attributes:
         cluster_id: The instance's cluster.
@@ -314,8 +322,9 @@ class HealthCheckFailed(Event):
 
 
 @attrs.frozen(kw_only=True)
-class BudgetExhausted(Event):
+class BudgetLimitReached(Event):
     """The engine will not take on more cost: the projected spend would exceed the budget.
+    Every instance is then stopped (for the reason ``BudgetExhausted``).
 
     Attributes:
         budget: The budget.

@@ -1,10 +1,13 @@
 """``Golem``: the composition root. ``async with Golem(...)`` owns every task of the SDK.
 
-Inside the block: a daemon (the one ``YAGNA_APPKEY`` points at, or an embedded LocalNet), an
-allocation and the payment processor, one agreement-event watcher, the budget watch, an HTTP
-file server for transfers, and the clusters made by :meth:`Golem.run_service`. Leaving the
-block stops every cluster (shielded and bounded), waits for the final invoices (bounded), pays
-the valid ones and releases the allocation.
+``Golem`` holds the configuration, chooses the daemon (the one ``YAGNA_APPKEY`` points at, a
+LocalNet given to it, or an embedded LocalNet), handles signals and keeps its own lifecycle.
+Inside the block it opens, in order: the daemon client, an HTTP file server for transfers, an
+allocation and the payment processor, and the services engine
+(:func:`~golem_trio.services.open_engine`: the clusters made by :meth:`Golem.run_service`, the
+agreement-event watcher, the budget watch, adoptions). Leaving the block stops every cluster
+(shielded and bounded), waits for the final invoices (bounded), pays the valid ones and
+releases the allocation.
 
 Ctrl-C (SIGINT) or SIGTERM, when the engine runs in the main thread: the first stops every
 instance gracefully, cancels the block's body and, once everything is cleaned up, raises
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import logging
 import os
 import signal
@@ -30,26 +34,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from ._log import log_event_repr, log_summary
-from .events import BudgetExhausted as BudgetExhaustedEvent
 from .events import Emitter, EventConsumer, GolemStarted, ShutdownFinished, ShutdownStarted
-from .market import AgreementWithdrawn, Payload, StaticResolver, use_resolver
-from .payment import BillingTermsError, PaymentProcessor, PaymentReport, open_payments
+from .market import Payload, StaticResolver
+from .payment import PaymentProcessor, PaymentReport, open_payments
 from .services import (
-    BudgetExhausted,
     Cluster,
+    Engine,
     GolemExit,
     HealthCheck,
     Interrupted,
     RestartPolicy,
     Service,
     StopReason,
-    check_service_class,
+    Timeouts,
+    open_engine,
 )
-from .services._cluster import make_services
-from .services._engine import EngineContext, Timeouts
-from .services._watcher import AgreementWatcher
 from .work import open_http_storage
-from .yagna import ApiConfig, YagnaClient, YagnaError
+from .yagna import ApiConfig, YagnaClient
 
 if TYPE_CHECKING:
     from .localnet import LocalNet
@@ -104,8 +105,19 @@ def _say(line: str) -> None:
         print(line, file=sys.stderr)
 
 
+class _State(enum.Enum):
+    """Where a :class:`Golem` is in its one life (as httpx's ``ClientState``)."""
+
+    UNOPENED = 1
+    """Made, not entered yet."""
+    OPENED = 2
+    """Entered (from the start of ``__aenter__`` to the end of ``__aexit__``)."""
+    CLOSED = 3
+    """Its block ended, or entering it failed; it cannot be entered again."""
+
+
 class Golem:
-    """The engine. Use as ``async with Golem(budget=1.0) as golem:``.
+    """The engine. Use as ``async with Golem(budget=1.0) as golem:``, once.
 
     Args:
         budget: the most this engine may spend (GLM); a hard cap.
@@ -121,8 +133,13 @@ class Golem:
             to it (in-process when it is not served) and uses its clock.
         handle_signals: install the SIGINT/SIGTERM handling above (default: when running in
             the main thread).
-        timeouts: bounds of each instance's stopping phase.
+        timeouts: the engine's time bounds (see :class:`~golem_trio.services.Timeouts`).
         invoice_wait: how long to wait for final invoices at exit, in seconds.
+        image_dirs: folders the embedded LocalNet looks for local images in.
+
+    A ``Golem`` runs once: entering it again, while it runs or after its block ended, raises
+    ``RuntimeError``, and so do :meth:`run_service`, :meth:`stop`, :meth:`set_budget` and
+    :attr:`payments` outside its block.
     """
 
     def __init__(
@@ -167,16 +184,15 @@ class Golem:
         self.timeouts = timeouts or Timeouts()
         self.invoice_wait = invoice_wait
         self._image_dirs = [Path(p) for p in image_dirs]
-        self._engine: EngineContext | None = None
-        self._nursery: trio.Nursery | None = None
+        self._state = _State.UNOPENED
+        #: The services engine, from the moment it runs (kept after the block, for
+        #: :attr:`clusters`).
+        self._engine: Engine | None = None
+        self._payments: PaymentProcessor | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._body: trio.CancelScope | None = None
-        self._clusters: list[Cluster[Any]] = []
         self._interrupted: str | None = None
-        self._stop_reason: StopReason | None = None
-        self._payments: PaymentProcessor | None = None
         self._resolver: StaticResolver | None = None
-        self._adopt: Callable[[str], None] | None = None
         #: What the payment processor paid and left unpaid; set at exit.
         self.payment_report: PaymentReport | None = None
         #: The daemon's URL (``None`` for an in-process LocalNet).
@@ -191,16 +207,20 @@ class Golem:
 
     @property
     def operative(self) -> bool:
-        return self._engine is not None
+        """Whether the engine runs: its block was entered and has not ended."""
+        return self._state is _State.OPENED and self._engine is not None
 
     @property
     def clusters(self) -> list[Cluster[Any]]:
-        return list(self._clusters)
+        """Every cluster :meth:`run_service` started (still readable after the block)."""
+        return self._engine.clusters if self._engine is not None else []
 
     @property
     def payments(self) -> PaymentProcessor:
+        """The payment processor; only inside the block."""
+        self._check_open("payments")
         if self._payments is None:
-            raise RuntimeError("the engine is not running")
+            raise RuntimeError("payments: the engine is still starting")
         return self._payments
 
     def add_event_consumer(
@@ -209,22 +229,8 @@ class Golem:
         self._emitter.add_consumer(consumer, kinds)
 
     def emit(self, event: object) -> None:
-        if isinstance(event, AgreementWithdrawn) and self._adopt is not None:
-            self._adopt(event.agreement_id)
+        """Hand ``event`` to the consumers (as the engine's own events are)."""
         self._emitter.emit(event)
-
-    async def _adopt_agreement(self, payments: PaymentProcessor, agreement_id: str) -> None:
-        """An agreement terminated as soon as it was approved is still ours to pay: its
-        (final) invoice is validated and paid like any other. Shielded and bounded, so a
-        shutdown under way does not skip it."""
-        with trio.move_on_after(self.timeouts.cleanup, shield=True):
-            await trio.lowlevel.checkpoint()
-            try:
-                await payments.add_agreement(agreement_id)
-            except (YagnaError, BillingTermsError) as exc:
-                logger.warning("agreement %s cannot be paid: %s", agreement_id, exc)
-                return
-            payments.agreement_ended(agreement_id)
 
     async def run_service(
         self,
@@ -245,84 +251,82 @@ class Golem:
         ``restart`` (default: restart on failures before running, as yapapi) and ``health``
         (default: the activity's state every 10 s, 3 failures) apply to each instance.
         Raises ``ServiceDefinitionError`` for a class the engine cannot drive, ``ValueError``
-        without a payload. Cancellation: if cancelled, nothing was started.
+        without a payload, ``RuntimeError`` outside the block or once the engine is stopping.
+        Cancellation: if cancelled, nothing was started.
         """
-        engine = self._require_engine()
-        check_service_class(service_class)
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._stop_reason is not None:
-            raise RuntimeError("the engine is shutting down")
-        with contextlib.ExitStack() as stack:
-            if self._resolver is not None:
-                stack.enter_context(use_resolver(self._resolver))
-            own = await service_class.get_payload()
-        if payload is None:
-            payload = own
-        elif own is not None and own != payload:
-            raise ValueError(f"{service_class.__name__}.get_payload() and the payload given differ")
-        if payload is None:
-            raise ValueError(
-                f"{service_class.__name__}.get_payload() returned None and no payload was given"
-            )
-        services = make_services(service_class, num_instances, instance_params)
-        cluster: Cluster[S] = Cluster(
-            engine,
+        engine = self._require_engine("run_service")
+        return await engine.run_service(
             service_class,
             payload,
+            num_instances=num_instances,
+            instance_params=instance_params,
             expiration=expiration,
-            restart=restart or RestartPolicy(),
-            health=health or HealthCheck(),
+            restart=restart,
+            health=health,
             negotiation_options=negotiation_options,
             demand_options=demand_options,
         )
-        assert self._nursery is not None
-        self._clusters.append(cluster)
-        await self._nursery.start(cluster.run, services)
-        return cluster
 
     def stop(self, reason: StopReason | None = None) -> None:
-        """Stop every cluster for good (sync; the block's exit waits for them)."""
-        reason = reason or GolemExit()
-        if self._stop_reason is None:
-            self._stop_reason = reason
-        for cluster in self._clusters:
-            cluster.stop(reason)
+        """Stop every cluster for good (sync; the block's exit waits for them). The reason
+        defaults to ``GolemExit``. Raises ``RuntimeError`` outside the block."""
+        self._require_engine("stop").stop(reason or GolemExit())
 
     async def set_budget(self, budget: float | Decimal | str) -> None:
         """Top the budget up or cut it while services run (the allocation is amended). A cut
         can exhaust the budget at once, which stops every instance (``BudgetExhausted``).
 
-        Raises ``ValueError`` below what is spent, ``RuntimeError`` once the budget ran out,
-        and the daemon's errors (a top-up the account cannot fund). Cancellation: if cancelled
-        while the daemon is asked, the allocation may have changed and the budget not.
+        Raises ``ValueError`` below what is spent, ``RuntimeError`` once the budget ran out or
+        outside the block, and the daemon's errors (a top-up the account cannot fund).
+        Cancellation: if cancelled while the daemon is asked, the allocation may have changed
+        and the budget not.
         """
+        payments = self.payments
         amount = Decimal(str(budget))
         try:
-            await self.payments.set_budget(amount)
+            await payments.set_budget(amount)
         finally:
-            self.budget = self.payments.budget.budget
+            self.budget = payments.budget.budget
 
     def hurry(self) -> None:
         """Skip the waits that may be skipped: ``shutdown`` handlers and the invoice wait.
-        Activities are still destroyed and agreements terminated."""
+        Activities are still destroyed and agreements terminated. Does nothing outside the
+        block."""
+        if self._state is not _State.OPENED:
+            return
         if self._engine is not None:
-            self._engine.hurry.set()
-        for cluster in self._clusters:
-            cluster.hurry()
+            self._engine.hurry()
         if self._payments is not None:
             self._payments.hurry()
 
     # --- the block -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Golem:
-        if self._stack is not None:
-            raise RuntimeError("this Golem is already running")
+        """Start the engine: the daemon (or an embedded LocalNet), the file server, the
+        allocation and the payment processor, the services engine; emit ``GolemStarted``.
+
+        Raises ``RuntimeError`` if this ``Golem`` was entered before (it runs once), and what
+        starting raised: a daemon that cannot be reached, a wrong app key, no funds (the error
+        itself, not the task groups it passed through).
+
+        Cancellation: checkpoints. If starting fails or is cancelled, what was opened is
+        closed again, shielded and bounded by ``Timeouts.start_rollback``, then the error (or
+        ``Cancelled``) propagates, and this ``Golem`` is closed. On success the body runs in a
+        cancel scope entered here and exited by :meth:`__aexit__` (so both must run in the same
+        task, as ``async with`` does); a signal cancels that scope only.
+        """
+        if self._state is _State.OPENED:
+            raise RuntimeError("this Golem is already running; `async with` it once")
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this Golem has run; a Golem runs once, make a new one")
+        self._state = _State.OPENED
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
             await stack.enter_async_context(self._run())
         except ExceptionGroup as group:
-            with trio.move_on_after(self.timeouts.cleanup, shield=True):
+            self._state = _State.CLOSED
+            with trio.move_on_after(self.timeouts.start_rollback, shield=True):
                 await stack.aclose()
             # Starting failed for one reason (no daemon, a wrong app key, no funds): raise
             # that error itself, not the task groups it passed through.
@@ -331,7 +335,8 @@ class Golem:
                 raise leaf from group
             raise
         except BaseException:
-            with trio.move_on_after(self.timeouts.cleanup, shield=True):
+            self._state = _State.CLOSED
+            with trio.move_on_after(self.timeouts.start_rollback, shield=True):
                 await stack.aclose()
             raise
         self._stack = stack
@@ -347,33 +352,50 @@ class Golem:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        assert self._body is not None
-        assert self._stack is not None
-        body, stack = self._body, self._stack
+        """Stop everything and pay: close the body's scope, emit ``ShutdownStarted``, stop
+        every cluster (``Interrupted`` after a signal, else the reason given to :meth:`stop`,
+        the budget's, or ``GolemExit``), wait for them, then close what ``__aenter__``
+        opened, from the inside out (the engine, the final invoice wait and the allocation's
+        release, the file server, the daemon), and emit ``ShutdownFinished``.
+
+        Returns what the body's scope returned; re-raises what the body raised, or raises
+        ``KeyboardInterrupt`` after a signal (whatever the body raised is its cause).
+
+        Cancellation: checkpoints. The body's own ``Cancelled`` (a signal, the cancellation of
+        the body's scope) ends at the body's scope. The wait for the clusters is shielded and
+        bounded by ``Timeouts.exit_wait``; each instance's stopping phase is shielded and
+        bounded (``Timeouts.stop_phase``), and so are the adoptions, the final invoice wait
+        (``invoice_wait``) and the allocation's release. Closing the rest is not shielded as a
+        whole: a cancellation from outside reaches it there, after those shielded parts, and
+        propagates once everything is closed. This ``Golem`` is closed either way.
+        """
+        if self._state is not _State.OPENED or self._body is None or self._stack is None:
+            raise RuntimeError("__aexit__ without a successful __aenter__")
+        assert self._engine is not None
+        engine, body, stack = self._engine, self._body, self._stack
         self._body = self._stack = None
-        pending: BaseException | None = None
         try:
-            swallowed = bool(body.__exit__(exc_type, exc, tb))
-        # What the body raised, minus our own Cancelled; re-raised below after the shutdown.
-        except BaseException as raised:  # noqa: ASYNC103
-            swallowed, pending = False, raised
-        if exc is not None and _is_keyboard_interrupt(exc):
-            self._interrupted = self._interrupted or "SIGINT"
-        if self._interrupted is not None:
-            reason: StopReason = Interrupted(self._interrupted)
-        else:
-            reason = self._stop_reason or GolemExit()
-        self.emit(ShutdownStarted(reason=reason.message))
-        self.stop(reason)
-        bound = self.timeouts.shutdown + self.timeouts.cleanup + 5.0
-        with trio.move_on_after(bound, shield=True):
-            await trio.lowlevel.checkpoint()
-            for cluster in self._clusters:
-                await cluster.wait_finished()
-        # The stack holds scopes entered before the body: it cannot run inside a new scope. Its
-        # own cleanups (invoice wait, allocation release) are shielded and bounded.
-        await stack.aclose()
-        self._engine = None
+            pending: BaseException | None = None
+            try:
+                swallowed = bool(body.__exit__(exc_type, exc, tb))
+            # What the body raised, minus our own Cancelled; re-raised below after the shutdown.
+            except BaseException as raised:  # noqa: ASYNC103
+                swallowed, pending = False, raised
+            if exc is not None and _is_keyboard_interrupt(exc):
+                self._interrupted = self._interrupted or "SIGINT"
+            if self._interrupted is not None:
+                reason: StopReason = Interrupted(self._interrupted)
+            else:
+                reason = engine.stop_reason or GolemExit()
+            self.emit(ShutdownStarted(reason=reason.message))
+            engine.stop(reason)
+            with trio.move_on_after(self.timeouts.exit_wait, shield=True):
+                await engine.wait_finished()
+            # The stack holds scopes entered before the body: it cannot run inside a new scope.
+            # Its own cleanups (invoice wait, allocation release) are shielded and bounded.
+            await stack.aclose()
+        finally:
+            self._state = _State.CLOSED
         if self._interrupted is not None:
             # Interrupted: end as Ctrl-C ends a program, whatever the body raised on the way.
             raise KeyboardInterrupt from pending
@@ -397,45 +419,31 @@ class Golem:
                         now=now,
                     ) as payments:
                         self._payments = payments
-                        watcher = AgreementWatcher(yagna, now=now)
-                        engine = EngineContext(
-                            yagna=yagna,
-                            payments=payments,
-                            watcher=watcher,
-                            emit=self.emit,
+                        async with open_engine(
+                            yagna,
+                            payments,
+                            events=self._emitter,
                             platform=self.payment_platform,
                             subnet_tag=self.subnet_tag,
                             storage=storage,
                             stream_output=self.stream_output,
                             timeouts=self.timeouts,
                             now=now,
-                        )
-                        # Adoptions (agreements to pay that no instance holds) outlive the
-                        # engine's tasks: the final invoice wait needs them registered.
-                        async with trio.open_nursery() as adopters:
-                            async with trio.open_nursery() as nursery:
-                                await nursery.start(watcher.run)
-                                nursery.start_soon(self._watch_budget, engine)
-                                self._adopt = lambda agreement_id: adopters.start_soon(
-                                    self._adopt_agreement, payments, agreement_id
+                            resolver=self._resolver,
+                        ) as engine:
+                            self._engine = engine
+                            if self._interrupted is not None:  # a signal while starting
+                                engine.stop(Interrupted(self._interrupted))
+                            self.emit(
+                                GolemStarted(
+                                    api_url=self.api_url or "in-process",
+                                    localnet=self._localnet is not None,
+                                    budget=self.budget,
+                                    payment_platform=self.payment_platform,
+                                    subnet_tag=self.subnet_tag,
                                 )
-                                self._engine = engine
-                                self._nursery = nursery
-                                self.emit(
-                                    GolemStarted(
-                                        api_url=self.api_url or "in-process",
-                                        localnet=self._localnet is not None,
-                                        budget=self.budget,
-                                        payment_platform=self.payment_platform,
-                                        subnet_tag=self.subnet_tag,
-                                    )
-                                )
-                                try:
-                                    yield
-                                finally:
-                                    self._nursery = None
-                                    nursery.cancel_scope.cancel()
-                            self._adopt = None
+                            )
+                            yield
                     self.payment_report = payments.report
                     self.emit(ShutdownFinished(payment_report=payments.report))
             root.cancel_scope.cancel()
@@ -448,7 +456,7 @@ class Golem:
             net = self._localnet
             async with self._client_for(net) as yagna:
                 self._resolver = StaticResolver()
-                yield yagna, net.daemon.clock.now
+                yield yagna, net.now
             return
         config = self._api_config
         if config is None and os.environ.get("YAGNA_APPKEY"):
@@ -462,7 +470,7 @@ class Golem:
             self._localnet = net
             async with self._client_for(net) as yagna:
                 self._resolver = StaticResolver()
-                yield yagna, net.daemon.clock.now
+                yield yagna, net.now
 
     @contextlib.asynccontextmanager
     async def _client_for(self, net: LocalNet) -> AsyncIterator[YagnaClient]:
@@ -508,25 +516,19 @@ class Golem:
             )
             yield net
 
-    def _require_engine(self) -> EngineContext:
+    def _check_open(self, what: str) -> None:
+        if self._state is _State.UNOPENED:
+            raise RuntimeError(f"{what}: use `async with Golem(...) as golem:` first")
+        if self._state is _State.CLOSED:
+            raise RuntimeError(f"{what}: this Golem's block has ended")
+
+    def _require_engine(self, what: str) -> Engine:
+        self._check_open(what)
         if self._engine is None:
-            raise RuntimeError("use `async with Golem(...) as golem:` first")
+            raise RuntimeError(f"{what}: the engine is still starting")
         return self._engine
 
-    # --- watchers --------------------------------------------------------------------------
-
-    async def _watch_budget(self, engine: EngineContext) -> None:
-        reason = await engine.payments.budget.wait_exhausted()
-        engine.budget_exhausted.set()
-        detail = str(reason)
-        self.emit(
-            BudgetExhaustedEvent(budget=self.budget, projected=reason.projected, detail=detail)
-        )
-        stop = BudgetExhausted(detail)
-        if self._stop_reason is None:
-            self._stop_reason = stop
-        for cluster in self._clusters:
-            cluster.stop(stop)
+    # --- signals ---------------------------------------------------------------------------
 
     def _wants_signals(self) -> bool:
         if self._handle_signals is not None:
@@ -547,7 +549,8 @@ class Golem:
                     # cancellation, not a closed cluster.
                     if self._body is not None:
                         self._body.cancel(reason=name)
-                    self.stop(Interrupted(name))
+                    if self._engine is not None:
+                        self._engine.stop(Interrupted(name))
                 else:
                     _say(f"golem-trio: {name}: hurrying (agreements are still terminated)")
                     self.hurry()

@@ -29,7 +29,8 @@ from _cli_support import (
 from _raw_flow import make_agreement, run_commands
 
 from golem_trio.cli import main
-from golem_trio.localnet import _chain, load_image_folder
+from golem_trio.localnet import load_image_folder
+from golem_trio.localnet.yagna import _chain
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

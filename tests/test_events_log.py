@@ -25,13 +25,13 @@ from golem_trio.events import (
     AgreementSigned,
     AgreementTerminated,
     AgreementTerminatedForBilling,
-    BudgetExhausted,
+    BudgetLimitReached,
     DebitNoteAccepted,
     DebitNoteRefused,
     Emitter,
     Event,
     GolemStarted,
-    HealthCheckFailed,
+    HealthProbeFailed,
     InstanceRestarting,
     InvoiceAccepted,
     InvoiceRejected,
@@ -491,11 +491,13 @@ def test_summary_restarts_health_checks_and_budget(
         )
     )
     summary(
-        HealthCheckFailed(
+        HealthProbeFailed(
             cluster_id="c1", instance_id="i7", activity_id="act1", failures=3, detail="timed out"
         )
     )
-    summary(BudgetExhausted(budget=Decimal("5.5"), projected=Decimal("6.25"), detail="instance i9"))
+    summary(
+        BudgetLimitReached(budget=Decimal("5.5"), projected=Decimal("6.25"), detail="instance i9")
+    )
     restart, health, budget = summary_lines(caplog)
     assert restart.levelno == logging.INFO
     assert restart.getMessage() == (

@@ -1,36 +1,47 @@
 """LocalNet: a local, fully offline Golem network (a daemon emulator and simulated providers)
 for tests, demos and fault-injection benchmarks. See ``docs/localnet.md``.
 
+The package has three wings and what ties them together:
+
+- :mod:`golem_trio.localnet.emulator`: the daemon emulator (the REST API as an ASGI app, its
+  state, faults and the ledger);
+- :mod:`golem_trio.localnet.providers`: the provider model and the runtimes that run an
+  activity's commands (scripted, the scripted shell, the local bubblewrap sandbox), and images;
+- :mod:`golem_trio.localnet.yagna`: the same providers on a real yagna daemon
+  (:func:`~golem_trio.localnet.yagna.open_yagna_localnet`), with payments on a local chain;
+- here: :func:`open_localnet`, :class:`LocalNet` and :class:`ProviderPopulation`, and the
+  names a user of the embedded network needs, re-exported from the wings.
+
 This package imports nothing from the SDK's layers; it only speaks the daemon's REST API.
 """
 
-from ._faults import PLANS as PLANS
-from ._faults import DaemonFault as DaemonFault
-from ._faults import FaultKind as FaultKind
-from ._faults import FaultPlan as FaultPlan
-from ._faults import Faults as Faults
-from ._faults import ScheduledFault as ScheduledFault
-from ._faults import load_plan as load_plan
-from ._images import ImageInfo as ImageInfo
-from ._images import ImageManifestError as ImageManifestError
-from ._images import discover_images as discover_images
-from ._images import images_from_env as images_from_env
-from ._images import load_image_folder as load_image_folder
-from ._ledger import ledger as ledger
-from ._local_runtime import BubblewrapMissing as BubblewrapMissing
-from ._local_runtime import ImageStore as ImageStore
-from ._local_runtime import LocalRuntimeConfig as LocalRuntimeConfig
-from ._local_runtime import local_runtime_factory as local_runtime_factory
 from ._localnet import LocalNet as LocalNet
 from ._localnet import ProviderPopulation as ProviderPopulation
 from ._localnet import open_localnet as open_localnet
-from ._provider import ProviderSpec as ProviderSpec
-from ._runtime import Reply as Reply
-from ._runtime import RuntimeContext as RuntimeContext
-from ._runtime import RuntimeFactory as RuntimeFactory
-from ._runtime import scripted_runtime_factory as scripted_runtime_factory
-from ._shell import SHELL_COMMANDS as SHELL_COMMANDS
-from ._shell import shell_runtime_factory as shell_runtime_factory
+from .emulator import PLANS as PLANS
+from .emulator import DaemonFault as DaemonFault
+from .emulator import FaultKind as FaultKind
+from .emulator import FaultPlan as FaultPlan
+from .emulator import Faults as Faults
+from .emulator import ScheduledFault as ScheduledFault
+from .emulator import ledger as ledger
+from .emulator import load_plan as load_plan
+from .providers import SHELL_COMMANDS as SHELL_COMMANDS
+from .providers import BubblewrapMissing as BubblewrapMissing
+from .providers import ImageInfo as ImageInfo
+from .providers import ImageManifestError as ImageManifestError
+from .providers import ImageStore as ImageStore
+from .providers import LocalRuntimeConfig as LocalRuntimeConfig
+from .providers import ProviderSpec as ProviderSpec
+from .providers import Reply as Reply
+from .providers import RuntimeContext as RuntimeContext
+from .providers import RuntimeFactory as RuntimeFactory
+from .providers import discover_images as discover_images
+from .providers import images_from_env as images_from_env
+from .providers import load_image_folder as load_image_folder
+from .providers import local_runtime_factory as local_runtime_factory
+from .providers import scripted_runtime_factory as scripted_runtime_factory
+from .providers import shell_runtime_factory as shell_runtime_factory
 
 __all__ = [
     "PLANS",

@@ -1,4 +1,10 @@
-"""LocalNet: the emulated daemon plus its emulated providers, in one trio nursery."""
+"""LocalNet: the emulated daemon plus its emulated providers, in one trio nursery.
+
+What ties the two wings together: :func:`open_localnet` builds the daemon emulator
+(:mod:`golem_trio.localnet.emulator`), runs one provider agent of
+:mod:`golem_trio.localnet.providers` per provider against it through an in-process provider
+port (``_InProcessPort``), and gives a :class:`LocalNet`.
+"""
 
 from __future__ import annotations
 
@@ -17,22 +23,36 @@ from hypercorn.trio import serve as hypercorn_serve
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from ._activity import ActivityState
-from ._activity_routes import StreamAborted, activity_routes
-from ._app import build_app
-from ._clock import NetClock
-from ._core import Daemon, DaemonError, NodeIdentity
-from ._faults import DaemonFaultMiddleware, FaultPlan, Faults, fault_routes
-from ._ids import Ids
-from ._ledger import ledger_routes
-from ._market import MarketState, format_time
-from ._market_routes import market_routes
-from ._payment import PaymentState
-from ._payment_routes import payment_routes
-from ._provider import OfferGone, ProviderAgent, ProviderSpec
-from ._runtime import RuntimeFactory, scripted_runtime_factory
-from ._vpn import VpnState
-from ._vpn_routes import vpn_routes
+from .emulator import (
+    ActivityState,
+    Daemon,
+    DaemonError,
+    DaemonFaultMiddleware,
+    FaultPlan,
+    Faults,
+    Ids,
+    MarketState,
+    NetClock,
+    NodeIdentity,
+    PaymentState,
+    StreamAborted,
+    VpnState,
+    activity_routes,
+    build_app,
+    fault_routes,
+    format_time,
+    ledger_routes,
+    market_routes,
+    payment_routes,
+    vpn_routes,
+)
+from .providers import (
+    OfferGone,
+    ProviderAgent,
+    ProviderSpec,
+    RuntimeFactory,
+    scripted_runtime_factory,
+)
 
 __all__ = ["LocalNet", "ProviderPopulation", "open_localnet"]
 
@@ -229,8 +249,10 @@ class LocalNet:
     """A running LocalNet. Get one from :func:`open_localnet`.
 
     ``app`` is the daemon's ASGI app; ``url`` is where it is served (``None`` when only mounted
-    in-process); ``app_key`` is the requestor's app key; ``faults`` injects faults by hand
-    and says which fired.
+    in-process); ``app_key`` is the requestor's app key; :meth:`transport` calls the app
+    in-process; :meth:`now` is the network's clock; ``faults`` injects faults by hand and says
+    which fired. ``daemon``, ``market``, ``activity``, ``payment`` and ``vpn`` are the
+    emulator's state, for tests that look inside.
     """
 
     def __init__(
@@ -271,6 +293,12 @@ class LocalNet:
     @property
     def app_key(self) -> str:
         return self.requestor.app_key
+
+    def now(self) -> dt.datetime:
+        """The network's current wall-clock time, timezone-aware UTC: the clock every
+        timestamp of this LocalNet comes from (trio's clock, so virtual under a
+        ``MockClock``)."""
+        return self.daemon.clock.now()
 
     def transport(self) -> httpx2.AsyncBaseTransport:
         """An httpx2 transport that calls the app in-process (no sockets): for virtual-time

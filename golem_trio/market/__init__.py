@@ -9,6 +9,13 @@ properties and constraint clauses; :mod:`golem_trio.market.vm` builds VM payload
 ``vm.repo`` and ``vm.manifest`` do. Image URLs come from an :class:`ImageResolver`.
 """
 
+from golem_trio.terms import ACCEPT_TIMEOUT as ACCEPT_TIMEOUT
+from golem_trio.terms import CPU_SEC as CPU_SEC
+from golem_trio.terms import DEBIT_NOTE_INTERVAL as DEBIT_NOTE_INTERVAL
+from golem_trio.terms import DURATION_SEC as DURATION_SEC
+from golem_trio.terms import PAYMENT_TIMEOUT as PAYMENT_TIMEOUT
+from golem_trio.terms import Pricing as Pricing
+
 from . import vm as vm
 from ._constraints import And as And
 from ._constraints import Compare as Compare
@@ -28,13 +35,10 @@ from ._constraints import evaluate as evaluate
 from ._constraints import parse as parse
 from ._constraints import prop as prop
 from ._constraints import render as render
-from ._demand import ACCEPT_TIMEOUT as ACCEPT_TIMEOUT
 from ._demand import CHOSEN_PLATFORM as CHOSEN_PLATFORM
-from ._demand import DEBIT_NOTE_INTERVAL as DEBIT_NOTE_INTERVAL
 from ._demand import DEFAULT_ACCEPT_TIMEOUT as DEFAULT_ACCEPT_TIMEOUT
 from ._demand import EXPIRATION as EXPIRATION
 from ._demand import MULTI_ACTIVITY as MULTI_ACTIVITY
-from ._demand import PAYMENT_TIMEOUT as PAYMENT_TIMEOUT
 from ._demand import SUBNET as SUBNET
 from ._demand import DemandBuilder as DemandBuilder
 from ._demand import DemandError as DemandError
@@ -51,8 +55,6 @@ from ._negotiation import ProposalReceived as ProposalReceived
 from ._negotiation import ProposalRejected as ProposalRejected
 from ._negotiation import ProviderBanned as ProviderBanned
 from ._negotiation import open_negotiation as open_negotiation
-from ._offers import CPU_SEC as CPU_SEC
-from ._offers import DURATION_SEC as DURATION_SEC
 from ._offers import AllowList as AllowList
 from ._offers import Ban as Ban
 from ._offers import DenyList as DenyList
@@ -64,7 +66,6 @@ from ._offers import OfferPool as OfferPool
 from ._offers import OfferView as OfferView
 from ._offers import PoolEntry as PoolEntry
 from ._offers import PriceCaps as PriceCaps
-from ._offers import Pricing as Pricing
 from ._offers import ProviderBans as ProviderBans
 from ._offers import Scorer as Scorer
 from ._offers import all_of as all_of

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import attrs
 
+from golem_trio.terms import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL, PAYMENT_TIMEOUT
 from golem_trio.yagna import DemandOfferBase, MarketDecoration
 
 from ._constraints import (
@@ -32,13 +33,10 @@ from ._constraints import (
 from ._payload import Payload
 
 __all__ = [
-    "ACCEPT_TIMEOUT",
     "CHOSEN_PLATFORM",
-    "DEBIT_NOTE_INTERVAL",
     "DEFAULT_ACCEPT_TIMEOUT",
     "EXPIRATION",
     "MULTI_ACTIVITY",
-    "PAYMENT_TIMEOUT",
     "SUBNET",
     "DemandBuilder",
     "DemandError",
@@ -52,9 +50,6 @@ EXPIRATION: Final = "golem.srv.comp.expiration"
 MULTI_ACTIVITY: Final = "golem.srv.caps.multi-activity"
 SUBNET: Final = "golem.node.debug.subnet"
 CHOSEN_PLATFORM: Final = "golem.com.payment.chosen-platform"
-ACCEPT_TIMEOUT: Final = "golem.com.payment.debit-notes.accept-timeout?"
-DEBIT_NOTE_INTERVAL: Final = "golem.com.scheme.payu.debit-note.interval-sec?"
-PAYMENT_TIMEOUT: Final = "golem.com.scheme.payu.payment-timeout-sec?"
 #: yapapi's debit-note accept timeout (s).
 DEFAULT_ACCEPT_TIMEOUT: Final = 120
 

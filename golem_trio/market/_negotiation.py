@@ -10,9 +10,11 @@ the :class:`OfferPool`, counter it (:func:`counter_properties`), wait for the pr
 (a ``ProposalEvent`` whose ``prev_proposal_id`` is our counter), re-counter a Draft whose
 negotiable ``…?`` terms differ from ours (at most ``max_rounds`` counters), create the agreement
 from the Draft, confirm it and wait for approval until ``approval_wait`` seconds have passed.
-A rejection of our proposal (final or not), terms that do not converge, or an agreement that
-is rejected or not approved in time ban the provider (:class:`ProviderBans`: temporary) and move
-on to the next offer; a proposal that gets no answer in ``answer_timeout`` is just skipped.
+A rejection of our proposal (final or not), terms that do not converge, a Draft whose terms
+billing could not pay, or an agreement that is rejected or not approved in time ban the provider
+(:class:`ProviderBans`: temporary) and move on to the next offer; a proposal that gets no answer
+in ``answer_timeout`` is just skipped. Offers whose terms cannot be read
+(:meth:`golem_trio.terms.Terms.from_properties`, the parser billing uses) never enter the pool.
 
 Cancellation:
 
@@ -37,6 +39,7 @@ from typing import Any
 import attrs
 import trio
 
+from golem_trio.terms import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL, PAYMENT_TIMEOUT, Terms, TermsError
 from golem_trio.yagna import (
     ApiError,
     DemandOfferBase,
@@ -47,7 +50,7 @@ from golem_trio.yagna import (
     YagnaClient,
 )
 
-from ._demand import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL, PAYMENT_TIMEOUT, counter_properties
+from ._demand import counter_properties
 from ._offers import OfferFilter, OfferPool, OfferView, ProviderBans, Scorer
 
 __all__ = [
@@ -274,6 +277,8 @@ class Negotiation:
             del self._answers[key]
 
     def _consider(self, offer: OfferView) -> bool:
+        if offer.terms is None:  # billing could not pay it: never sign it
+            return False
         if self.offer_filter is not None and not self.offer_filter(offer):
             return False
         if self.pool.add(offer, trio.current_time()) is None:
@@ -355,6 +360,12 @@ class Negotiation:
 
     async def _attempt(self, offer: OfferView) -> AgreementInfo:
         draft = (await self._negotiate(offer)).proposal
+        try:
+            # The agreement's offer side is the Draft: its terms must be ones billing can pay.
+            Terms.from_properties(draft.properties)
+        except TermsError as exc:
+            self._ban(offer.provider_id, f"unusable terms: {exc}")
+            raise _Skip(str(exc)) from exc
         valid_to = self._now() + dt.timedelta(seconds=self.valid_for)
         # Shielded and bounded: once the daemon made the agreement its id must be known here,
         # or a cancellation would leave it proposed with nobody to cancel it.

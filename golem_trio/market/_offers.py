@@ -4,9 +4,11 @@ Everything here is plain, deterministic code. Times are floats on the caller's c
 ``trio.current_time()``), so the same code runs in virtual time under tests.
 
 * :class:`OfferView` reads what a requestor decides on from a proposal's properties: the
-  provider, its prices per usage counter and fixed price, resources, runtime and capabilities.
-  An offer whose pricing cannot be read gives a view without :attr:`OfferView.pricing` and the
-  reason in :attr:`OfferView.pricing_error`; price filters and price scorers reject it.
+  provider, its terms (prices per usage counter and fixed price, thread count, payment terms:
+  :class:`~golem_trio.terms.Terms`, read as billing reads them), resources, runtime and
+  capabilities. An offer whose terms cannot be read, and so could not be paid, gives a view
+  without :attr:`OfferView.terms` and the reason in :attr:`OfferView.terms_error`; price
+  filters and price scorers reject it, and negotiations never consider it.
 * Filters (:class:`PriceCaps`, :class:`AllowList`, :class:`DenyList`, :class:`MinResources`,
   combined with :func:`all_of` and :func:`any_of`) return a :class:`FilterResult` with a reason.
 * Scorers map a view to a float (higher is better) or ``None`` (reject): :func:`cheapest`,
@@ -21,16 +23,15 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final, Protocol, TypeAlias
 
 import attrs
 
+from golem_trio.terms import CPU_SEC, CPU_THREADS, DURATION_SEC, Pricing, Terms, TermsError
 from golem_trio.yagna import Proposal
 
 __all__ = [
-    "CPU_SEC",
-    "DURATION_SEC",
     "AllowList",
     "Ban",
     "DenyList",
@@ -42,7 +43,6 @@ __all__ = [
     "OfferView",
     "PoolEntry",
     "PriceCaps",
-    "Pricing",
     "ProviderBans",
     "Scorer",
     "all_of",
@@ -54,14 +54,7 @@ __all__ = [
     "weighted",
 ]
 
-CPU_SEC: Final = "golem.usage.cpu_sec"
-DURATION_SEC: Final = "golem.usage.duration_sec"
-
 _NAME: Final = "golem.node.id.name"
-_PRICING_MODEL: Final = "golem.com.pricing.model"
-_COEFFS: Final = "golem.com.pricing.model.linear.coeffs"
-_USAGE_VECTOR: Final = "golem.com.usage.vector"
-_THREADS: Final = "golem.inf.cpu.threads"
 _MEM: Final = "golem.inf.mem.gib"
 _STORAGE: Final = "golem.inf.storage.gib"
 _RUNTIME: Final = "golem.runtime.name"
@@ -69,86 +62,12 @@ _RUNTIME_CAPS: Final = "golem.runtime.capabilities"
 
 _HOUR: Final = Decimal(3600)
 
-
-class OfferError(ValueError):
-    """An offer's properties cannot be read (e.g. malformed pricing)."""
+#: The market's name for :class:`~golem_trio.terms.TermsError` (the same class): an offer's
+#: terms cannot be read.
+OfferError = TermsError
 
 
 # -- Reading offers ---------------------------------------------------------------------------
-
-
-def _price(value: Any, what: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise OfferError(f"{what} is not a number: {value!r}")
-    try:
-        # str() first so that 0.0001 reads as Decimal("0.0001"), not its binary expansion.
-        price = Decimal(str(value))
-    except InvalidOperation:
-        raise OfferError(f"{what} is not a number: {value!r}") from None
-    if not price.is_finite():
-        raise OfferError(f"{what} is not finite: {value!r}")
-    if price < 0:
-        raise OfferError(f"{what} is negative: {value!r}")
-    return price
-
-
-@attrs.frozen
-class Pricing:
-    """A linear price: ``fixed + sum(per_counter[c] * usage[c])``.
-
-    ``counters`` follows the offer's ``golem.com.usage.vector``, ``coefficients`` its
-    ``golem.com.pricing.model.linear.coeffs`` without the last (fixed) entry.
-    """
-
-    counters: tuple[str, ...]
-    coefficients: tuple[Decimal, ...]
-    fixed: Decimal
-
-    @property
-    def per_counter(self) -> dict[str, Decimal]:
-        return dict(zip(self.counters, self.coefficients, strict=True))
-
-    def price_of(self, counter: str) -> Decimal:
-        """The price per unit of ``counter``; zero when the offer does not bill it."""
-        return self.per_counter.get(counter, Decimal(0))
-
-    @property
-    def cpu_sec(self) -> Decimal:
-        return self.price_of(CPU_SEC)
-
-    @property
-    def duration_sec(self) -> Decimal:
-        return self.price_of(DURATION_SEC)
-
-    def cost(self, usage: Mapping[str, Decimal | float | int]) -> Decimal:
-        """The linear cost of ``usage`` (counters missing from it count as zero)."""
-        total = self.fixed
-        for counter, coefficient in zip(self.counters, self.coefficients, strict=True):
-            used = usage.get(counter, 0)
-            total += coefficient * (used if isinstance(used, Decimal) else Decimal(str(used)))
-        return total
-
-    @classmethod
-    def from_properties(cls, properties: Mapping[str, Any]) -> Pricing:
-        """Read the linear pricing of an offer; raises :exc:`OfferError` if it is malformed."""
-        model = properties.get(_PRICING_MODEL, "linear")
-        if model != "linear":
-            raise OfferError(f"pricing model {model!r} is not linear")
-        coeffs = properties.get(_COEFFS)
-        vector = properties.get(_USAGE_VECTOR)
-        if not isinstance(coeffs, list | tuple) or not coeffs:
-            raise OfferError(f"{_COEFFS} is missing or not a non-empty list: {coeffs!r}")
-        if not isinstance(vector, list | tuple) or not all(isinstance(c, str) for c in vector):
-            raise OfferError(f"{_USAGE_VECTOR} is missing or not a list of names: {vector!r}")
-        if len(coeffs) != len(vector) + 1:
-            raise OfferError(
-                f"{len(coeffs)} coefficients for {len(vector)} usage counters "
-                "(expected one per counter and the fixed price)"
-            )
-        if len(set(vector)) != len(vector):
-            raise OfferError(f"{_USAGE_VECTOR} names a counter twice: {vector!r}")
-        prices = tuple(_price(c, f"coefficient {i}") for i, c in enumerate(coeffs))
-        return cls(counters=tuple(vector), coefficients=prices[:-1], fixed=prices[-1])
 
 
 def _opt_number(properties: Mapping[str, Any], key: str) -> float | None:
@@ -177,22 +96,27 @@ def _str_set(value: Any) -> frozenset[str]:
 class OfferView:
     """What a requestor decides on, read from one proposal.
 
-    ``pricing`` is ``None`` for an offer whose pricing cannot be read, with the reason in
-    ``pricing_error``. Resources the offer does not state (or states with the wrong type) are
+    ``terms`` is ``None`` for an offer whose terms cannot be read, with the reason in
+    ``terms_error``. Resources the offer does not state (or states with the wrong type) are
     ``None``.
     """
 
     provider_id: str
     proposal_id: str = ""
     name: str | None = None
-    pricing: Pricing | None = None
-    pricing_error: str | None = None
+    terms: Terms | None = None
+    terms_error: str | None = None
     threads: int | None = None
     mem_gib: float | None = None
     storage_gib: float | None = None
     runtime: str | None = None
     capabilities: frozenset[str] = frozenset()
     properties: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def pricing(self) -> Pricing | None:
+        """The offer's prices, ``None`` when its terms cannot be read."""
+        return None if self.terms is None else self.terms.pricing
 
     @classmethod
     def from_properties(
@@ -203,13 +127,14 @@ class OfferView:
         proposal_id: str = "",
         strict: bool = False,
     ) -> OfferView:
-        """Read an offer's flat properties. With ``strict``, malformed pricing raises
-        :exc:`OfferError` instead of giving an unpriced view."""
-        pricing: Pricing | None = None
+        """Read an offer's flat properties; its terms with
+        :meth:`~golem_trio.terms.Terms.from_properties`. With ``strict``, unusable terms raise
+        :exc:`~golem_trio.terms.TermsError` instead of giving a view without terms."""
+        terms: Terms | None = None
         error: str | None = None
         try:
-            pricing = Pricing.from_properties(properties)
-        except OfferError as exc:
+            terms = Terms.from_properties(properties)
+        except TermsError as exc:
             if strict:
                 raise
             error = str(exc)
@@ -219,9 +144,9 @@ class OfferView:
             provider_id=provider_id,
             proposal_id=proposal_id,
             name=name if isinstance(name, str) else None,
-            pricing=pricing,
-            pricing_error=error,
-            threads=_opt_int(properties, _THREADS),
+            terms=terms,
+            terms_error=error,
+            threads=_opt_int(properties, CPU_THREADS),
             mem_gib=_opt_number(properties, _MEM),
             storage_gib=_opt_number(properties, _STORAGE),
             runtime=runtime if isinstance(runtime, str) else None,
@@ -278,7 +203,7 @@ def _dec(value: Decimal | float | int | str | None) -> Decimal | None:
 class PriceCaps:
     """Reject offers priced above a cap: per CPU second, per second of duration, fixed price,
     and any other usage counter in ``counters``. Caps left ``None`` are not checked. Offers
-    without readable pricing are rejected.
+    whose terms cannot be read are rejected.
 
     Use :meth:`per_hour` to give the CPU and duration caps per hour."""
 
@@ -322,7 +247,7 @@ class PriceCaps:
     def __call__(self, offer: OfferView) -> FilterResult:
         pricing = offer.pricing
         if pricing is None:
-            return FilterResult(False, f"unpriced offer: {offer.pricing_error}")
+            return FilterResult(False, f"unusable terms: {offer.terms_error}")
         caps: list[tuple[str, Decimal | None, Decimal]] = [
             ("CPU second", self.max_cpu_sec, pricing.cpu_sec),
             ("second of duration", self.max_duration_sec, pricing.duration_sec),
@@ -462,7 +387,8 @@ def estimate_cost(
     offer: OfferView, duration_s: float, cpu_seconds: float | None = None
 ) -> Decimal | None:
     """The linear cost of running ``duration_s`` seconds using ``cpu_seconds`` CPU seconds
-    (default: ``duration_s``, one busy thread); ``None`` for an unpriced offer."""
+    (default: ``duration_s``, one busy thread); ``None`` for an offer whose terms cannot be
+    read."""
     if offer.pricing is None:
         return None
     cpu = duration_s if cpu_seconds is None else cpu_seconds
@@ -472,8 +398,9 @@ def estimate_cost(
 def cheapest(expected_duration_s: float = 60.0, expected_cpu_share: float = 1.0) -> Scorer:
     """Score by the estimated cost of ``expected_duration_s`` seconds with
     ``expected_duration_s * expected_cpu_share`` CPU seconds (a share above 1 means more than one
-    busy thread): ``1 / (1 + cost)``, in (0, 1], higher for cheaper offers. Unpriced offers are
-    rejected. Other usage counters are taken as unused."""
+    busy thread): ``1 / (1 + cost)``, in (0, 1], higher for cheaper offers. Offers whose terms
+    cannot be read are rejected. Other usage counters are taken as unused (terms that can be
+    read price them at zero)."""
     if expected_duration_s < 0 or expected_cpu_share < 0:
         raise ValueError("expected duration and CPU share must not be negative")
     cpu_seconds = expected_duration_s * expected_cpu_share

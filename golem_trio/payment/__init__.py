@@ -1,24 +1,27 @@
 """``golem_trio.payment``: deciding whether debit notes and invoices may be paid.
 
 The rules are pure and synchronous; see :mod:`golem_trio.payment._billing` for each rule, its
-tolerance and the reason it reports.
+tolerance and the reason it reports. Agreement terms are read by :mod:`golem_trio.terms`
+(:class:`AgreementTerms`, :class:`Tolerance`; :class:`BillingTermsError` is its
+:class:`~golem_trio.terms.TermsError`).
 """
 
-from ._billing import CPU_SEC as CPU_SEC
-from ._billing import DURATION_SEC as DURATION_SEC
+from golem_trio.terms import CPU_SEC as CPU_SEC
+from golem_trio.terms import DURATION_SEC as DURATION_SEC
+from golem_trio.terms import AgreementTerms as AgreementTerms
+from golem_trio.terms import TermsError as _TermsError
+from golem_trio.terms import Tolerance as Tolerance
+
 from ._billing import INVALID_DEBIT_NOTE as INVALID_DEBIT_NOTE
 from ._billing import TOO_MANY_DEBIT_NOTES as TOO_MANY_DEBIT_NOTES
 from ._billing import TOO_MANY_PAYABLE_DEBIT_NOTES as TOO_MANY_PAYABLE_DEBIT_NOTES
 from ._billing import Accept as Accept
 from ._billing import AgreementBilling as AgreementBilling
-from ._billing import AgreementTerms as AgreementTerms
 from ._billing import BillingLedger as BillingLedger
 from ._billing import BillingRecord as BillingRecord
-from ._billing import BillingTermsError as BillingTermsError
 from ._billing import Decision as Decision
 from ._billing import Reject as Reject
 from ._billing import Terminate as Terminate
-from ._billing import Tolerance as Tolerance
 from ._budget import AgreementSpend as AgreementSpend
 from ._budget import BudgetExceeded as BudgetExceeded
 from ._budget import BudgetLedger as BudgetLedger
@@ -34,6 +37,9 @@ from ._processor import PaymentProcessor as PaymentProcessor
 from ._processor import PaymentReport as PaymentReport
 from ._processor import Unpaid as Unpaid
 from ._processor import open_payments as open_payments
+
+#: This package's name for :class:`~golem_trio.terms.TermsError` (the same class).
+BillingTermsError = _TermsError
 
 # Show public paths in tracebacks and docs, as trio does.
 for _obj in list(globals().values()):

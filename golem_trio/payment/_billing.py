@@ -23,9 +23,14 @@ again (same id, issuer and agreement) gets the same decision. Time bounds run fr
 agreement's approval, or from :meth:`AgreementBilling.activity_started`, up to the earliest of
 now, the activity's or agreement's end and the agreement's ``validTo``.
 
-Tolerances (see :class:`Tolerance`): costs and usage bounds get 1 % relative slack, elapsed time
-gets 5 s of grace for clock skew between us and the provider, amounts get 1e-9 GLM of absolute
-slack for rounding, and notes may come at 80 % of the negotiated interval (timers jitter).
+Tolerances (see :class:`~golem_trio.terms.Tolerance`): costs and usage bounds get 1 % relative
+slack, elapsed time gets 5 s of grace for clock skew between us and the provider, amounts get
+1e-9 GLM of absolute slack for rounding, and notes may come at 80 % of the negotiated interval
+(timers jitter).
+
+The agreement's terms (:class:`~golem_trio.terms.AgreementTerms`: prices, usage vector, payment
+terms, the most an honest provider can charge) are read by :mod:`golem_trio.terms`, with the
+same parser the market chooses offers with; this module only decides.
 """
 
 from __future__ import annotations
@@ -33,233 +38,30 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal, TypeAlias
 
 import attrs
 
-from golem_trio.yagna import Agreement, DebitNote, Invoice, RejectionReason
+from golem_trio.terms import AgreementTerms, Tolerance
+from golem_trio.yagna import DebitNote, Invoice, RejectionReason
 
 __all__ = [
-    "CPU_SEC",
-    "DURATION_SEC",
     "INVALID_DEBIT_NOTE",
     "TOO_MANY_DEBIT_NOTES",
     "TOO_MANY_PAYABLE_DEBIT_NOTES",
     "Accept",
     "AgreementBilling",
-    "AgreementTerms",
     "BillingLedger",
     "BillingRecord",
-    "BillingTermsError",
     "Decision",
     "Reject",
     "Terminate",
-    "Tolerance",
 ]
-
-CPU_SEC = "golem.usage.cpu_sec"
-DURATION_SEC = "golem.usage.duration_sec"
 
 TOO_MANY_DEBIT_NOTES = "TooManyDebitNotes"
 TOO_MANY_PAYABLE_DEBIT_NOTES = "TooManyPayableDebitNotes"
 INVALID_DEBIT_NOTE = "InvalidDebitNote"
-
-_COEFFS = "golem.com.pricing.model.linear.coeffs"
-_USAGE_VECTOR = "golem.com.usage.vector"
-_PRICING_MODEL = "golem.com.pricing.model"
-_THREADS = "golem.inf.cpu.threads"
-_INTERVAL = "golem.com.scheme.payu.debit-note.interval-sec?"
-_ACCEPT_TIMEOUT = "golem.com.payment.debit-notes.accept-timeout?"
-_PAYMENT_TIMEOUT = "golem.com.scheme.payu.payment-timeout-sec?"
-
-
-class BillingTermsError(ValueError):
-    """The agreement's pricing or payment properties are missing or unusable."""
-
-    def __init__(self, prop: str, problem: str) -> None:
-        super().__init__(f"{prop}: {problem}")
-        self.property = prop
-        self.problem = problem
-
-
-@attrs.frozen
-class Tolerance:
-    """Slack granted to honest providers.
-
-    ``relative`` multiplies usage bounds and usage-based costs (float rounding, timers);
-    ``absolute`` is added to every amount comparison, in GLM; ``grace`` is added to elapsed time
-    (clock skew, the time a document takes to reach us); ``interval_ratio`` is the fraction of the
-    negotiated interval that two notes of one activity must be apart at least.
-    """
-
-    relative: Decimal = Decimal("0.01")
-    absolute: Decimal = Decimal("0.000000001")
-    grace: dt.timedelta = dt.timedelta(seconds=5)
-    interval_ratio: Decimal = Decimal("0.8")
-
-
-# --- terms -------------------------------------------------------------------------------------
-
-
-def _lookup(props: Mapping[str, Any], key: str) -> Any:
-    """A flat dotted key, or the same path through nested objects."""
-    if key in props:
-        return props[key]
-    node: Any = props
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _number(prop: str, value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BillingTermsError(prop, f"expected a number, got {type(value).__name__}")
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise BillingTermsError(prop, f"not a number: {value!r}") from None
-    if not number.is_finite():
-        raise BillingTermsError(prop, f"not a finite number: {value!r}")
-    return number
-
-
-def _seconds(
-    props: tuple[Mapping[str, Any], ...], prop: str, pick: Literal["min", "max"]
-) -> Decimal | None:
-    """A negotiated duration in seconds: ``pick`` the larger or smaller of both sides' values."""
-    values = [_number(prop, v) for p in props if (v := _lookup(p, prop)) is not None]
-    if not values:
-        return None
-    if any(v <= 0 for v in values):
-        raise BillingTermsError(prop, "must be positive")
-    return max(values) if pick == "max" else min(values)
-
-
-@attrs.frozen
-class AgreementTerms:
-    """What an approved agreement says about money.
-
-    ``coefficients`` maps each usage counter (in the order of ``golem.com.usage.vector``) to its
-    price per unit; ``fixed_price`` is charged once per activity. Durations are in seconds.
-    ``payment_timeout`` set means mid-agreement payments (payable debit notes) were agreed.
-    """
-
-    agreement_id: str
-    provider_id: str
-    requestor_id: str
-    usage_vector: tuple[str, ...]
-    coefficients: tuple[Decimal, ...]
-    fixed_price: Decimal
-    threads: int
-    approved_at: dt.datetime
-    valid_to: dt.datetime | None = None
-    debit_note_interval: Decimal | None = None
-    accept_timeout: Decimal | None = None
-    payment_timeout: Decimal | None = None
-
-    @property
-    def mid_agreement_payments(self) -> bool:
-        return self.payment_timeout is not None
-
-    @classmethod
-    def from_agreement(cls, agreement: Agreement, requestor_id: str) -> AgreementTerms:
-        """Parse the terms; raise :class:`BillingTermsError` naming a bad or missing property.
-
-        Negotiated durations are read from both sides; where they differ the safer value for
-        us is kept: the longest debit-note interval, the shortest accept timeout, and the
-        longest payment timeout (mid-agreement payments count as agreed only if both sides
-        name a payment timeout).
-        """
-        offer = agreement.offer.properties
-        demand = agreement.demand.properties
-        if agreement.approved_date is None:
-            raise BillingTermsError("approvedDate", "the agreement is not approved")
-        usage_vector, coefficients, fixed = _pricing(offer)
-        raw_threads = _lookup(offer, _THREADS)
-        if raw_threads is None:
-            raise BillingTermsError(_THREADS, "missing")
-        threads = _number(_THREADS, raw_threads)
-        if threads != threads.to_integral_value() or threads < 1:
-            raise BillingTermsError(_THREADS, f"expected a positive integer, got {raw_threads!r}")
-        sides = (offer, demand)
-        payment_timeout = _seconds(sides, _PAYMENT_TIMEOUT, "max")
-        if payment_timeout is not None and any(_lookup(p, _PAYMENT_TIMEOUT) is None for p in sides):
-            payment_timeout = None
-        return cls(
-            agreement_id=agreement.agreement_id,
-            provider_id=agreement.offer.provider_id,
-            requestor_id=requestor_id,
-            usage_vector=usage_vector,
-            coefficients=coefficients,
-            fixed_price=fixed,
-            threads=int(threads),
-            approved_at=agreement.approved_date,
-            valid_to=agreement.valid_to,
-            debit_note_interval=_seconds(sides, _INTERVAL, "max"),
-            accept_timeout=_seconds(sides, _ACCEPT_TIMEOUT, "min"),
-            payment_timeout=payment_timeout,
-        )
-
-    def max_usage(self, counter: str, elapsed: Decimal) -> Decimal | None:
-        """The most of ``counter`` an honest provider can report after ``elapsed`` seconds, or
-        ``None`` for a counter without a time bound (only allowed when it is free)."""
-        if counter == DURATION_SEC:
-            return elapsed
-        if counter == CPU_SEC:
-            return elapsed * self.threads
-        return None
-
-    def price(self, usage: tuple[Decimal, ...]) -> Decimal:
-        """The linear price of one activity's ``usage`` (in ``usage_vector`` order)."""
-        total = self.fixed_price
-        for coeff, amount in zip(self.coefficients, usage, strict=True):
-            total += coeff * amount
-        return total
-
-    def max_cost(self, elapsed: Decimal, tolerance: Tolerance) -> Decimal:
-        """The most one activity can honestly cost after ``elapsed`` seconds (grace excluded),
-        tolerance included: ``fixed + Σ coeff * max_usage * (1 + relative) + absolute``."""
-        variable = Decimal(0)
-        for counter, coeff in zip(self.usage_vector, self.coefficients, strict=True):
-            bound = self.max_usage(counter, elapsed)
-            if bound is not None:
-                variable += coeff * bound
-        return self.fixed_price + variable * (1 + tolerance.relative) + tolerance.absolute
-
-
-def _pricing(offer: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[Decimal, ...], Decimal]:
-    model = _lookup(offer, _PRICING_MODEL)
-    if isinstance(model, Mapping):  # nested form: {"@tag": "linear", "linear": {...}}
-        model = model.get("@tag", "linear" if "linear" in model else None)
-    if model is not None and model != "linear":
-        raise BillingTermsError(_PRICING_MODEL, f"unsupported pricing model {model!r}")
-    raw_coeffs = _lookup(offer, _COEFFS)
-    raw_vector = _lookup(offer, _USAGE_VECTOR)
-    if not isinstance(raw_coeffs, list) or not raw_coeffs:
-        raise BillingTermsError(_COEFFS, "missing or not a non-empty list")
-    if not isinstance(raw_vector, list) or not all(isinstance(c, str) for c in raw_vector):
-        raise BillingTermsError(_USAGE_VECTOR, "missing or not a list of counter names")
-    if len(set(raw_vector)) != len(raw_vector):
-        raise BillingTermsError(_USAGE_VECTOR, "a counter is named twice")
-    if len(raw_coeffs) != len(raw_vector) + 1:
-        raise BillingTermsError(
-            _COEFFS,
-            f"expected {len(raw_vector) + 1} numbers (one per usage counter plus the fixed "
-            f"price), got {len(raw_coeffs)}",
-        )
-    numbers = tuple(_number(_COEFFS, c) for c in raw_coeffs)
-    if any(n < 0 for n in numbers):
-        raise BillingTermsError(_COEFFS, "a coefficient is negative")
-    for counter, coeff in zip(raw_vector, numbers, strict=False):
-        if counter not in (CPU_SEC, DURATION_SEC) and coeff != 0:
-            # Nothing bounds an unknown counter, so we could not bound what we pay.
-            raise BillingTermsError(
-                _USAGE_VECTOR, f"counter {counter!r} has no known bound and a non-zero price"
-            )
-    return tuple(raw_vector), numbers[:-1], numbers[-1]
 
 
 # --- decisions ---------------------------------------------------------------------------------
@@ -562,22 +364,20 @@ class AgreementBilling:
         self, vector: list[float], amount: Decimal, elapsed: Decimal
     ) -> tuple[str, Figures] | None:
         terms, tol = self.terms, self.tolerance
+        counters = terms.pricing.counters
         figures: Figures = {"usage": list(vector), "elapsed_sec": elapsed}
-        if len(vector) != len(terms.usage_vector):
-            return (
-                f"{len(vector)} usage counters, the agreement has {len(terms.usage_vector)}",
-                figures,
-            )
+        if len(vector) != len(counters):
+            return f"{len(vector)} usage counters, the agreement has {len(counters)}", figures
         if not all(math.isfinite(v) and v >= 0 for v in vector):
             return "a usage counter is negative or not finite", figures
         usage = tuple(Decimal(str(v)) for v in vector)
-        for counter, value in zip(terms.usage_vector, usage, strict=True):
+        for counter, value in zip(counters, usage, strict=True):
             bound = terms.max_usage(counter, elapsed)
             if bound is not None and value > bound * (1 + tol.relative):
                 figures |= {"counter": counter, "max_usage": bound}
                 return f"{counter} = {value} exceeds its bound {bound} after {elapsed} s", figures
-        price = terms.price(usage)
-        slack = (price - terms.fixed_price) * tol.relative + tol.absolute
+        price = terms.pricing.cost(usage)
+        slack = (price - terms.pricing.fixed) * tol.relative + tol.absolute
         figures["usage_price"] = price
         if abs(amount - price) > slack:
             return f"the amount {amount} does not match the usage's price {price}", figures
@@ -638,7 +438,7 @@ class AgreementBilling:
                 continue
             after = self._elapsed(activity.last_note_at, now, activity.ended_at) - grace
             growth = self.terms.max_cost(max(after, Decimal(0)) + grace, self.tolerance)
-            since_notes += activity.accepted + growth - self.terms.fixed_price
+            since_notes += activity.accepted + growth - self.terms.pricing.fixed
         if self._activities:
             maximum = min(maximum, since_notes)
         figures |= {"max_amount": maximum, "activities": len(starts)}

@@ -39,7 +39,7 @@ from decimal import Decimal
 import attrs
 import trio
 
-from ._billing import AgreementTerms, Tolerance
+from golem_trio.terms import AgreementTerms, Tolerance
 
 __all__ = [
     "AgreementSpend",
@@ -470,12 +470,7 @@ class BudgetLedger:
 
     def _rate(self, terms: AgreementTerms) -> Decimal:
         """The worst cost per second of one activity, tolerance included."""
-        rate = Decimal(0)
-        for counter, coeff in zip(terms.usage_vector, terms.coefficients, strict=True):
-            bound = terms.max_usage(counter, Decimal(1))
-            if bound is not None:
-                rate += coeff * bound
-        return rate * (1 + self._tolerance.relative)
+        return terms.max_rate(self._tolerance)
 
     def _deadline(self, now: float) -> float | None:
         """The latest time (not before ``now`` unless already too late, then ``now``) at which

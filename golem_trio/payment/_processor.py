@@ -23,6 +23,7 @@ from typing import TypeAlias
 import attrs
 import trio
 
+from golem_trio.terms import AgreementTerms, Tolerance
 from golem_trio.yagna import (
     AllocationUpdate,
     DebitNote,
@@ -34,15 +35,7 @@ from golem_trio.yagna import (
     YagnaError,
 )
 
-from ._billing import (
-    Accept,
-    AgreementTerms,
-    BillingLedger,
-    Decision,
-    Reject,
-    Terminate,
-    Tolerance,
-)
+from ._billing import Accept, BillingLedger, Decision, Reject, Terminate
 from ._budget import BudgetExceeded, BudgetLedger
 
 __all__ = [

@@ -2,13 +2,24 @@
 
 See :class:`Service` for what to subclass, :class:`Cluster` for the handle ``run_service``
 returns, :data:`TRANSITIONS` for the state machine and :mod:`._reasons` for why instances stop.
+:func:`open_engine` runs the layer on a daemon client and a payment processor (``Golem`` uses
+it); :class:`Timeouts` holds its time bounds.
+
+Inside, modules import one another in one direction only: ``_reasons`` and ``_state`` at the
+bottom, then ``_service`` (with the :class:`InstanceRecord` and :class:`ClusterView` protocols
+a service object reads), ``_policy``, ``_watcher``, ``_context`` (what an engine's parts share),
+``_link`` (what an instance may ask of its cluster), ``_instance``, ``_cluster`` and, at the
+top, ``_engine``.
 """
 
 from ._cluster import Cluster as Cluster
 from ._cluster import ClusterClosed as ClusterClosed
 from ._cluster import InstancesLost as InstancesLost
 from ._cluster import Stopping as Stopping
-from ._engine import Timeouts as Timeouts
+from ._context import EngineContext as EngineContext
+from ._context import Timeouts as Timeouts
+from ._engine import Engine as Engine
+from ._engine import open_engine as open_engine
 from ._instance import ServiceInstance as ServiceInstance
 from ._policy import HealthCheck as HealthCheck
 from ._policy import Restart as Restart
@@ -27,7 +38,9 @@ from ._reasons import ProviderTerminated as ProviderTerminated
 from ._reasons import ProvisioningFailed as ProvisioningFailed
 from ._reasons import RunFinished as RunFinished
 from ._reasons import StopReason as StopReason
+from ._service import ClusterView as ClusterView
 from ._service import HandlerError as HandlerError
+from ._service import InstanceRecord as InstanceRecord
 from ._service import Service as Service
 from ._service import ServiceDefinitionError as ServiceDefinitionError
 from ._service import check_service_class as check_service_class
@@ -47,6 +60,9 @@ __all__ = [
     "Cluster",
     "ClusterClosed",
     "ClusterStopped",
+    "ClusterView",
+    "Engine",
+    "EngineContext",
     "Expired",
     "GolemExit",
     "HandlerError",
@@ -54,6 +70,7 @@ __all__ = [
     "HealthCheck",
     "HealthCheckFailed",
     "IllegalTransition",
+    "InstanceRecord",
     "InstancesLost",
     "Interrupted",
     "ProviderTerminated",
@@ -72,6 +89,7 @@ __all__ = [
     "Timeouts",
     "Trigger",
     "check_service_class",
+    "open_engine",
 ]
 
 # Show public paths in tracebacks and docs, as trio does.

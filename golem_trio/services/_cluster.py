@@ -1,4 +1,8 @@
-"""``Cluster``: the instances of one service class, and the handle to control them."""
+"""``Cluster``: the instances of one service class, and the handle to control them.
+
+The engine starts a cluster (:meth:`Cluster._run`, in the engine's nursery); each instance
+gets a :class:`~._link.ClusterLink` made by the cluster, not the cluster itself.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,11 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from ..events import ClusterStarted
-from ..events import ClusterStopped as ClusterStoppedEvent
+from ..events import ClusterFinished, ClusterStarted
 from ..market import Negotiation, Payload, build_demand, open_negotiation
-from ._engine import EngineContext
+from ._context import EngineContext
 from ._instance import ServiceInstance
+from ._link import ClusterLink
 from ._policy import HealthCheck, RestartPolicy
 from ._reasons import ClusterStopped, StopReason
 from ._service import Service
@@ -89,11 +93,14 @@ class Cluster(Generic[S]):
 
     ``instances`` lists every service object the cluster made, terminated ones included (as
     yapapi does); ``live_instances`` only those not finished.
+
+    The engine drives it through the private :meth:`_run` and :meth:`_hurry`; everything
+    public here is for the program that asked for the cluster.
     """
 
     def __init__(
         self,
-        engine: EngineContext,
+        context: EngineContext,
         service_class: type[S],
         payload: Payload,
         *,
@@ -105,7 +112,7 @@ class Cluster(Generic[S]):
         demand_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex[:12]
-        self.engine = engine
+        self._context = context
         self.service_class = service_class
         self.payload = payload
         self.expiration = expiration
@@ -117,6 +124,7 @@ class Cluster(Generic[S]):
         self._instances: list[ServiceInstance] = []
         self._nursery: trio.Nursery | None = None
         self._market: Negotiation | None = None
+        self._link: ClusterLink | None = None
         self._closed = False
         self._close_reason: StopReason | None = None
         self._stop_requested = trio.Event()
@@ -197,7 +205,14 @@ class Cluster(Generic[S]):
             await self._changed.wait()
 
     async def wait_finished(self) -> None:
-        """Wait until every instance is finished (terminated with no restart to come)."""
+        """Wait until every instance is finished (terminated with no restart to come).
+
+        Returns at once (after a checkpoint) when they are. It waits only; it stops nothing
+        (see :meth:`stop`). Cancellation: a checkpoint, and nothing is shielded: cancelling
+        the wait ends only the wait, and the instances go on as they were. To wait on the way
+        out (in a ``finally``, during a shutdown), shield and bound it yourself, as the engine
+        does at exit (``Timeouts.exit_wait``).
+        """
         await trio.lowlevel.checkpoint()
         while self._done_count < len(self._instances):
             await self._changed.wait()
@@ -225,8 +240,9 @@ class Cluster(Generic[S]):
 
     def _add(self, services: Iterable[S]) -> None:
         assert self._nursery is not None
+        assert self._link is not None
         for service in services:
-            record = ServiceInstance(service, self, next(self._counter))
+            record = ServiceInstance(service, self._link, next(self._counter))
             self._instances.append(record)
             self._counts[record.state] += 1
             self._nursery.start_soon(
@@ -259,7 +275,7 @@ class Cluster(Generic[S]):
         running first, newest first). ``await`` the result to wait for the stopped ones."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        live = [i for i in self._instances if not i.finished and not i._for_good]
+        live = [i for i in self._instances if not i.finished and not i.stopped_for_good]
         if n > len(live):
             self.spawn_instances(n - len(live))
             return Stopping([])
@@ -269,14 +285,6 @@ class Cluster(Generic[S]):
         for record in surplus:
             record.stop(ClusterStopped("scaled down"))
         return Stopping(surplus)
-
-    def hurry(self) -> None:
-        for record in self._instances:
-            record.hurry()
-
-    def ban(self, provider_id: str, reason: str) -> None:
-        if self._market is not None:
-            self._market.bans.ban(provider_id, reason, trio.current_time())
 
     def _record(self, service: S) -> ServiceInstance:
         for record in self._instances:
@@ -290,23 +298,35 @@ class Cluster(Generic[S]):
         self._changed.set()
         self._changed = trio.Event()
 
-    def _state_changed(self, instance: ServiceInstance, change: StateChange) -> None:
+    def _hurry(self) -> None:
+        """Cut the instances' ``shutdown`` handlers short (their cleanup still runs)."""
+        for record in self._instances:
+            record.hurry()
+
+    # What the instances' link calls:
+
+    def _avoid_provider(self, provider_id: str, reason: str) -> None:
+        if self._market is not None:
+            self._market.bans.ban(provider_id, reason, trio.current_time())
+
+    def _state_changed(self, change: StateChange) -> None:
         self._counts[change.old] -= 1
         self._counts[change.new] += 1
         self._notify()
 
-    def _instance_done(self, instance: ServiceInstance) -> None:
+    def _instance_done(self) -> None:
         self._done_count += 1
         self._notify()
 
-    async def run(
+    async def _run(
         self,
         services: Iterable[S],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Publish the demand and supervise the instances until :meth:`stop`."""
-        engine = self.engine
+        """Publish the demand and supervise the instances until :meth:`stop` (the engine
+        starts it in its nursery: ``await nursery.start(cluster._run, services)``)."""
+        engine = self._context
         expiration = self.expiration or (engine.now() + dt.timedelta(minutes=180))
         self.expiration = expiration
         demand = build_demand(
@@ -327,6 +347,17 @@ class Cluster(Generic[S]):
                 **self._negotiation_options,
             ) as market:
                 self._market = market
+                self._link = ClusterLink(
+                    cluster=self,
+                    engine=engine,
+                    restart=self.restart,
+                    health=self.health,
+                    expiration=expiration,
+                    sign=market.sign,
+                    avoid_provider=self._avoid_provider,
+                    state_changed=self._state_changed,
+                    finished=self._instance_done,
+                )
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     self._add(services)
@@ -345,5 +376,5 @@ class Cluster(Generic[S]):
             self._finished.set()
             self._notify()
             engine.emit(
-                ClusterStoppedEvent(cluster_id=self.id, service_class=self.service_class.__name__)
+                ClusterFinished(cluster_id=self.id, service_class=self.service_class.__name__)
             )

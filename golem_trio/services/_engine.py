@@ -1,61 +1,254 @@
-"""What the services layer needs from the engine that owns it (built by ``Golem``)."""
+"""The services engine: :func:`open_engine` and the :class:`Engine` it yields.
+
+``async with open_engine(yagna, payments, events=..., platform=...) as engine:`` runs, for the
+duration of the block, everything the services layer owns on top of a daemon client and a
+payment processor it is given:
+
+- the nursery every cluster lives in (:meth:`Engine.run_service` starts them there);
+- the one agreement-event watcher of the engine (:class:`~._watcher.AgreementWatcher`);
+- the budget watch: when the budget ledger says the budget is exhausted it emits
+  :class:`~golem_trio.events.BudgetLimitReached` and stops every cluster
+  (:class:`~._reasons.BudgetExhausted`);
+- adoptions: an agreement that was approved just as its signing was given up
+  (:class:`~golem_trio.market.AgreementWithdrawn`, heard through a subscription to the
+  events) is registered for payment, so its invoice is still validated and paid;
+- stopping (:meth:`Engine.stop`, then :meth:`Engine.wait_finished`) and hurrying
+  (:meth:`Engine.hurry`).
+
+Leaving the block cancels the clusters' nursery (stop them first, and wait, for a graceful
+end), then waits for the adoptions under way (each shielded and bounded by
+``Timeouts.adoption``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
-from typing import Any
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
-import attrs
 import trio
 
-from ..payment import PaymentProcessor
-from ..yagna import YagnaClient
+from ..events import BudgetLimitReached, Emitter
+from ..market import AgreementWithdrawn, ImageResolver, Payload, use_resolver
+from ..payment import BillingTermsError, PaymentProcessor
+from ..work import HttpStorage
+from ..yagna import YagnaClient, YagnaError
+from ._cluster import Cluster, make_services
+from ._context import EngineContext, Timeouts
+from ._policy import HealthCheck, RestartPolicy
+from ._reasons import BudgetExhausted, StopReason
+from ._service import Service, check_service_class
 from ._watcher import AgreementWatcher
 
-__all__ = ["EngineContext", "Timeouts"]
+__all__ = ["Engine", "open_engine"]
 
+logger = logging.getLogger("golem_trio.services")
 
-@attrs.frozen
-class Timeouts:
-    """Bounds of the stopping phase, in seconds.
-
-    ``shutdown`` bounds the user's ``shutdown`` handler; ``cleanup`` bounds destroying the
-    activity and terminating the agreement (never cut short, not even by a second Ctrl-C);
-    ``close`` bounds closing a handler's generator; ``probe`` is unused here (see
-    ``HealthCheck``).
-    """
-
-    shutdown: float = 30.0
-    cleanup: float = 20.0
-    close: float = 5.0
-    #: Stop this long before the agreement expires, so the stopping phase fits.
-    expiration_margin: float = 60.0
+S = TypeVar("S", bound=Service)
 
 
 def _wall_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@attrs.define(eq=False)
-class EngineContext:
-    """The engine's shared parts, as clusters and instances see them."""
+class Engine:
+    """A running services engine, as :func:`open_engine` yields it."""
 
-    yagna: YagnaClient
-    payments: PaymentProcessor
-    watcher: AgreementWatcher
-    emit: Callable[[object], None]
-    platform: str
-    subnet_tag: str | None = None
-    storage: Any = None
-    stream_output: bool = False
-    timeouts: Timeouts = Timeouts()
-    now: Callable[[], dt.datetime] = _wall_now
-    #: Set by a second Ctrl-C (or ``Golem.hurry()``): skip the waits that may be skipped.
-    hurry: trio.Event = attrs.field(factory=trio.Event)
-    #: Set once the budget is exhausted: nothing new is signed.
-    budget_exhausted: trio.Event = attrs.field(factory=trio.Event)
+    def __init__(
+        self,
+        context: EngineContext,
+        adopters: trio.Nursery,
+        resolver: ImageResolver | None,
+    ) -> None:
+        #: The shared parts every cluster and instance of this engine sees.
+        self.context = context
+        self._adopters = adopters
+        self._resolver = resolver
+        self._nursery: trio.Nursery | None = None
+        self._clusters: list[Cluster[Any]] = []
+        self._stop_reason: StopReason | None = None
 
-    def to_trio_time(self, when: dt.datetime) -> float:
-        """The trio-clock time at which the wall clock (``now``) shows ``when``."""
-        return trio.current_time() + (when - self.now()).total_seconds()
+    @property
+    def clusters(self) -> list[Cluster[Any]]:
+        """Every cluster started, oldest first (a copy)."""
+        return list(self._clusters)
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        """The first reason the engine was stopped for; ``None`` while nothing stopped it."""
+        return self._stop_reason
+
+    async def run_service(
+        self,
+        service_class: type[S],
+        payload: Payload | None = None,
+        *,
+        num_instances: int | None = None,
+        instance_params: Iterable[Mapping[str, Any]] | None = None,
+        expiration: dt.datetime | None = None,
+        restart: RestartPolicy | None = None,
+        health: HealthCheck | None = None,
+        negotiation_options: Mapping[str, Any] | None = None,
+        demand_options: Mapping[str, Any] | None = None,
+    ) -> Cluster[S]:
+        """Start a cluster of ``service_class`` in the engine's nursery; returns once its demand
+        is published (see ``Golem.run_service``).
+
+        Raises ``ServiceDefinitionError`` for a class the engine cannot drive, ``ValueError``
+        without a payload (or with one that differs from the class's own), ``RuntimeError``
+        once the engine is stopped or closed. Cancellation: if cancelled before the cluster
+        started, nothing was started.
+        """
+        check_service_class(service_class)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._stop_reason is not None:
+            raise RuntimeError("the engine is shutting down")
+        if self._nursery is None:
+            raise RuntimeError("the engine is closed")
+        with contextlib.ExitStack() as stack:
+            if self._resolver is not None:
+                stack.enter_context(use_resolver(self._resolver))
+            own = await service_class.get_payload()
+        if payload is None:
+            payload = own
+        elif own is not None and own != payload:
+            raise ValueError(f"{service_class.__name__}.get_payload() and the payload given differ")
+        if payload is None:
+            raise ValueError(
+                f"{service_class.__name__}.get_payload() returned None and no payload was given"
+            )
+        services = make_services(service_class, num_instances, instance_params)
+        cluster: Cluster[S] = Cluster(
+            self.context,
+            service_class,
+            payload,
+            expiration=expiration,
+            restart=restart or RestartPolicy(),
+            health=health or HealthCheck(),
+            negotiation_options=negotiation_options,
+            demand_options=demand_options,
+        )
+        if self._nursery is None:  # closed while the payload was being resolved
+            raise RuntimeError("the engine is closed")
+        self._clusters.append(cluster)
+        await self._nursery.start(cluster._run, services)
+        return cluster
+
+    def stop(self, reason: StopReason) -> None:
+        """Stop every cluster for good, for ``reason`` (the first reason is kept as
+        :attr:`stop_reason`); no new cluster starts. Sync and idempotent."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        for cluster in self._clusters:
+            cluster.stop(reason)
+
+    async def wait_finished(self) -> None:
+        """Wait until every cluster has finished (see :meth:`Cluster.wait_finished`).
+
+        Cancellation: a checkpoint, nothing shielded; cancelling it ends only the wait. On the
+        way out, shield and bound it (``Golem.__aexit__`` does, with ``Timeouts.exit_wait``).
+        """
+        await trio.lowlevel.checkpoint()
+        for cluster in list(self._clusters):
+            await cluster.wait_finished()
+
+    def hurry(self) -> None:
+        """Cut the waits of the stopping phases that may be cut (the ``shutdown`` handlers);
+        activities are still destroyed and agreements terminated."""
+        self.context.hurry.set()
+        for cluster in self._clusters:
+            cluster._hurry()
+
+    def adopt(self, agreement_id: str) -> None:
+        """Register for payment an agreement that no instance holds, in the background
+        (shielded, at most ``Timeouts.adoption`` seconds), so that its invoice is validated
+        and paid like any other. Sync."""
+        self._adopters.start_soon(self._adopt, agreement_id)
+
+    # --- the engine's own tasks and subscriptions ---------------------------------------------
+
+    def _on_withdrawn(self, event: object) -> None:
+        """An event consumer for :class:`AgreementWithdrawn`: such an agreement is adopted."""
+        if isinstance(event, AgreementWithdrawn):
+            self.adopt(event.agreement_id)
+
+    async def _adopt(self, agreement_id: str) -> None:
+        """Shielded and bounded, so a shutdown under way does not skip it."""
+        payments = self.context.payments
+        with trio.move_on_after(self.context.timeouts.adoption, shield=True):
+            await trio.lowlevel.checkpoint()
+            try:
+                await payments.add_agreement(agreement_id)
+            except (YagnaError, BillingTermsError) as exc:
+                logger.warning("agreement %s cannot be paid: %s", agreement_id, exc)
+                return
+            payments.agreement_ended(agreement_id)
+
+    async def _watch_budget(self) -> None:
+        reason = await self.context.payments.budget.wait_exhausted()
+        self.context.budget_exhausted.set()
+        detail = str(reason)
+        self.context.emit(
+            BudgetLimitReached(budget=reason.budget, projected=reason.projected, detail=detail)
+        )
+        self.stop(BudgetExhausted(detail))
+
+
+@contextlib.asynccontextmanager
+async def open_engine(
+    yagna: YagnaClient,
+    payments: PaymentProcessor,
+    *,
+    events: Emitter,
+    platform: str,
+    subnet_tag: str | None = None,
+    storage: HttpStorage | None = None,
+    stream_output: bool = False,
+    timeouts: Timeouts | None = None,
+    now: Callable[[], dt.datetime] = _wall_now,
+    resolver: ImageResolver | None = None,
+) -> AsyncIterator[Engine]:
+    """Run the services engine on ``yagna`` and ``payments`` for the duration of the block
+    (see the module's docstring for what it owns).
+
+    ``events`` receives every event of the engine and its clusters; the engine also subscribes
+    to it, for the :class:`~golem_trio.market.AgreementWithdrawn` events it adopts.
+    ``platform`` and ``subnet_tag`` go into every demand; ``storage`` serves file transfers;
+    ``stream_output`` follows each batch's event stream; ``now`` is the daemon's clock;
+    ``resolver``, when given, resolves the payloads of :meth:`Engine.run_service`.
+
+    Cancellation: entering checkpoints (the agreement watcher starts). Leaving the block,
+    however it is left, cancels the clusters (each instance's stopping phase still runs,
+    shielded and bounded) and waits for the adoptions, each shielded and bounded.
+    """
+    watcher = AgreementWatcher(yagna, now=now)
+    context = EngineContext(
+        yagna=yagna,
+        payments=payments,
+        watcher=watcher,
+        emit=events.emit,
+        platform=platform,
+        subnet_tag=subnet_tag,
+        storage=storage,
+        stream_output=stream_output,
+        timeouts=timeouts or Timeouts(),
+        now=now,
+    )
+    # Adoptions outlive the clusters: the final invoice wait needs them registered.
+    async with trio.open_nursery() as adopters:
+        engine = Engine(context, adopters, resolver)
+        events.add_consumer(engine._on_withdrawn, (AgreementWithdrawn,))
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(watcher.run)
+                nursery.start_soon(engine._watch_budget)
+                engine._nursery = nursery
+                try:
+                    yield engine
+                finally:
+                    engine._nursery = None
+                    nursery.cancel_scope.cancel()
+        finally:
+            events.remove_consumer(engine._on_withdrawn)

@@ -2,12 +2,15 @@
 
 A *life* is: sign an agreement and create its activity (``pending``), run ``start``
 (``starting``), run ``run`` (``running``), all inside one cancel scope owned by the instance;
-then, after that scope, the stopping phase in a shielded scope with a deadline: the user's
-``shutdown`` handler (bounded by ``Timeouts.shutdown``; only if the life reached ``running``),
-then the activity destroyed and the agreement terminated with a ``golem.requestor.code``
-(bounded by ``Timeouts.cleanup``, never skipped). External events cancel the life's scope
-with a typed reason (:meth:`ServiceInstance.cancel`). :meth:`ServiceInstance.supervise` runs
-lives until the restart policy says no.
+then, after that scope, the stopping phase in a shielded scope with a deadline
+(``Timeouts.stop_phase``): the user's ``shutdown`` handler (bounded by ``Timeouts.shutdown``;
+only if the life reached ``running``), then the activity destroyed and the agreement
+terminated with a ``golem.requestor.code`` (bounded by ``Timeouts.cleanup``, never skipped).
+External events cancel the life's scope with a typed reason (:meth:`ServiceInstance.cancel`).
+:meth:`ServiceInstance.supervise` runs lives until the restart policy says no.
+
+An instance knows its cluster only through a :class:`~._link.ClusterLink`: what it may ask of
+the cluster and the engine.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import trio
@@ -24,17 +27,16 @@ from ..events import (
     ActivityCreated,
     ActivityDestroyed,
     AgreementTerminated,
+    HealthProbeFailed,
     InstanceRestarting,
     ServiceFinished,
     ServiceStateChanged,
-)
-from ..events import (
-    HealthCheckFailed as HealthCheckFailedEvent,
 )
 from ..market import AgreementInfo
 from ..payment import BillingTermsError
 from ..work import ActivityGone, Result, Script, WorkContext
 from ..yagna import AgreementTerminatedEvent, Reason, YagnaError
+from ._link import ClusterLink
 from ._policy import HealthCheck, RestartTracker
 from ._reasons import (
     Aborted,
@@ -48,11 +50,8 @@ from ._reasons import (
     RunFinished,
     StopReason,
 )
-from ._service import Service, drive_handler
+from ._service import ClusterView, Service, drive_handler
 from ._state import ServiceState, StateChange, StateMachine, Trigger
-
-if TYPE_CHECKING:
-    from ._cluster import Cluster
 
 __all__ = ["ServiceInstance"]
 
@@ -71,7 +70,8 @@ class ServiceInstance:
     activity, and why each of its lives ended."""
 
     service: Service
-    cluster: Cluster[Any]
+    #: What this instance may ask of its cluster.
+    link: ClusterLink
     index: int
     machine: StateMachine = attrs.field(factory=StateMachine)
     #: Why the current (or last) life ended; ``None`` while it lives.
@@ -107,6 +107,10 @@ class ServiceInstance:
     @property
     def id(self) -> str:
         return self.service.id
+
+    @property
+    def cluster(self) -> ClusterView:
+        return self.link.cluster
 
     @property
     def state(self) -> ServiceState:
@@ -158,10 +162,10 @@ class ServiceInstance:
     # --- events ----------------------------------------------------------------------------
 
     def _changed(self, change: StateChange) -> None:
-        self.cluster._state_changed(self, change)
-        self.cluster.engine.emit(
+        self.link.state_changed(change)
+        self.link.emit(
             ServiceStateChanged(
-                cluster_id=self.cluster.id,
+                cluster_id=self.link.cluster_id,
                 instance_id=self.id,
                 service_class=type(self.service).__name__,
                 old=change.old.value,
@@ -181,7 +185,7 @@ class ServiceInstance:
         Cancellation: the current life is stopped as by :class:`Aborted` (its stopping phase
         still runs, shielded and bounded) and ``Cancelled`` propagates.
         """
-        policy = self.cluster.restart
+        policy = self.link.restart
         tracker = RestartTracker(policy)
         try:
             while True:
@@ -202,10 +206,10 @@ class ServiceInstance:
                 avoided = None
                 if reason.failure and policy.avoid_failed_provider and self.provider_id:
                     avoided = self.provider_id
-                    self.cluster.ban(avoided, reason.code)
-                self.cluster.engine.emit(
+                    self.link.avoid_provider(avoided, reason.code)
+                self.link.emit(
                     InstanceRestarting(
-                        cluster_id=self.cluster.id,
+                        cluster_id=self.link.cluster_id,
                         instance_id=self.id,
                         service_class=type(self.service).__name__,
                         attempt=tracker.attempts,
@@ -222,7 +226,7 @@ class ServiceInstance:
                 self.machine.fire(Trigger.RESTART, f"restart {tracker.attempts}")
         finally:
             self.done.set()
-            self.cluster._instance_done(self)
+            self.link.finished()
 
     async def _live(self) -> StopReason:
         """One life; returns why it ended."""
@@ -242,14 +246,12 @@ class ServiceInstance:
             life.cancel(reason=self._requested.message)
         failure: StopReason | None = None
         ctx: WorkContext | None = None
-        engine = self.cluster.engine
+        engine = self.link.engine
         try:
             with life:
-                expiration = self.cluster.expiration
-                if expiration is not None:
-                    life.deadline = engine.to_trio_time(expiration) - (
-                        engine.timeouts.expiration_margin
-                    )
+                life.deadline = engine.to_trio_time(self.link.expiration) - (
+                    engine.timeouts.expiration_margin
+                )
                 phase = "provisioning"
                 try:
                     ctx = await self._provision()
@@ -258,7 +260,7 @@ class ServiceInstance:
                         await self._drive("start", nursery)
                         self.reached_running = True
                         self.machine.fire(Trigger.STARTED)
-                        health = self.cluster.health
+                        health = self.link.health
                         if health.interval is not None:
                             nursery.start_soon(self._health_loop, health)
                         phase = "run"
@@ -271,14 +273,12 @@ class ServiceInstance:
             self._life = None
             reason = self._requested or failure
             if reason is None:
-                if life.cancelled_caught and self.cluster.expiration is not None:
-                    reason = Expired()
-                else:
-                    reason = Aborted()
+                # Only the life's deadline (the expiration minus its margin) cancels the scope
+                # without a reason; a cancellation from outside is not caught by it.
+                reason = Expired() if life.cancelled_caught else Aborted()
             self.stop_reason = reason
             self.stop_reasons.append(reason)
-            timeouts = engine.timeouts
-            with trio.move_on_after(timeouts.shutdown + timeouts.cleanup + 1.0, shield=True):
+            with trio.move_on_after(engine.timeouts.stop_phase, shield=True):
                 await self._stop_phase(reason, ctx)
             self._finish(reason)
         return reason
@@ -298,9 +298,8 @@ class ServiceInstance:
     # --- phases ----------------------------------------------------------------------------
 
     async def _provision(self) -> WorkContext:
-        engine = self.cluster.engine
-        market = self.cluster.market
-        info = await market.sign()
+        engine = self.link.engine
+        info = await self.link.sign()
         self.agreement = info
         engine.watcher.watch(info.agreement_id, self._agreement_terminated)
         try:
@@ -309,7 +308,7 @@ class ServiceInstance:
             raise _ProvisionError(f"unusable payment terms: {exc}") from exc
         # Shielded and bounded: once the daemon made the activity, its id must be known here,
         # or cleanup could not destroy it (a stop during this call would leak it).
-        with trio.fail_after(engine.timeouts.cleanup, shield=True):
+        with trio.fail_after(engine.timeouts.activity_creation, shield=True):
             activity_id = await engine.yagna.activity.create_activity(info.agreement_id)
         self.activity_id = activity_id
         engine.payments.activity_started(info.agreement_id, activity_id)
@@ -344,7 +343,7 @@ class ServiceInstance:
             name=name,
             run_script=self._run_script,
             nursery=nursery,
-            close_timeout=self.cluster.engine.timeouts.close,
+            close_timeout=self.link.engine.timeouts.close,
         )
 
     async def _run_script(self, script: Script) -> list[Result]:
@@ -376,9 +375,9 @@ class ServiceInstance:
                 failures = 0
                 continue
             failures += 1
-            self.cluster.engine.emit(
-                HealthCheckFailedEvent(
-                    cluster_id=self.cluster.id,
+            self.link.emit(
+                HealthProbeFailed(
+                    cluster_id=self.link.cluster_id,
                     instance_id=self.id,
                     activity_id=self.activity_id or "",
                     failures=failures,
@@ -397,8 +396,8 @@ class ServiceInstance:
             await trio.lowlevel.checkpoint()
             return False
         try:
-            with trio.fail_after(self.cluster.health.probe_timeout):
-                state = await self.cluster.engine.yagna.activity.get_state(self.activity_id)
+            with trio.fail_after(self.link.health.probe_timeout):
+                state = await self.link.engine.yagna.activity.get_state(self.activity_id)
         except (YagnaError, trio.TooSlowError):
             await trio.lowlevel.checkpoint()
             return False
@@ -428,7 +427,7 @@ class ServiceInstance:
 
     async def _stop_phase(self, reason: StopReason, ctx: WorkContext | None) -> None:
         """The stopping phase: shielded, bounded, always run."""
-        engine = self.cluster.engine
+        engine = self.link.engine
         timeouts = engine.timeouts
         trigger = Trigger.FAILURE if reason.failure else Trigger.STOP
         if isinstance(reason, RunFinished):
@@ -457,14 +456,14 @@ class ServiceInstance:
         self.cleanup_timed_out = cleanup.cancelled_caught
 
     def _finish(self, reason: StopReason) -> None:
-        engine = self.cluster.engine
+        engine = self.link.engine
         if self.machine.state is not ServiceState.STOPPING:
             # The stopping phase was cut before it began; it still ends here.
             self.machine.fire(Trigger.FAILURE if reason.failure else Trigger.STOP, reason.message)
         self.machine.fire(Trigger.CLEANED_UP, reason.message)
         engine.emit(
             ServiceFinished(
-                cluster_id=self.cluster.id,
+                cluster_id=self.link.cluster_id,
                 instance_id=self.id,
                 service_class=type(self.service).__name__,
                 stop_reason=reason.message,
@@ -476,7 +475,7 @@ class ServiceInstance:
         )
 
     async def _cleanup(self, reason: StopReason) -> None:
-        engine = self.cluster.engine
+        engine = self.link.engine
         info = self.agreement
         await trio.lowlevel.checkpoint()
         if self.activity_id is not None:

@@ -12,14 +12,11 @@ import enum
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import attrs
 
 from ._reasons import StopReason
-
-if TYPE_CHECKING:
-    from ._service import Service
+from ._service import Service
 
 __all__ = ["HealthCheck", "Restart", "RestartPolicy", "RestartTracker"]
 
@@ -111,7 +108,7 @@ class RestartTracker:
         return True
 
 
-Probe = Callable[["Service"], Awaitable[bool]]
+Probe = Callable[[Service], Awaitable[bool]]
 
 
 @attrs.frozen

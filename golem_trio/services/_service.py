@@ -15,26 +15,39 @@ shielded, bounded ``aclose()``. A command failure surfaces where yapapi raises i
 
 Never ``yield`` inside a cancel scope or nursery that the handler itself opened (trio cannot
 see the generator suspend); open them between yields only.
+
+A service object reads the engine's record of it and its cluster through two protocols,
+:class:`InstanceRecord` and :class:`ClusterView`, so this module needs neither the instance's
+nor the cluster's module.
 """
 
 from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from typing import Any, ClassVar, Protocol
 
 import trio
 
-from ..market import Payload
+from ..market import AgreementInfo, Payload
 from ..work import ActivityGone, BatchError, Result, Script, WorkContext
-
-if TYPE_CHECKING:
-    from ._instance import ServiceInstance
+from ._reasons import StopReason
+from ._state import ServiceState, StateChange
 
 __all__ = [
     "HANDLERS",
+    "ClusterView",
     "HandlerError",
+    "InstanceRecord",
     "Service",
     "ServiceDefinitionError",
     "check_service_class",
@@ -54,6 +67,100 @@ class HandlerError(TypeError):
     script)."""
 
 
+class ClusterView(Protocol):
+    """The cluster a service object belongs to, as the object sees it (``service.cluster``).
+
+    The object is the :class:`~golem_trio.services.Cluster` itself; this is the part of it
+    that does not depend on the service class.
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def instances(self) -> Sequence[Service]: ...
+
+    @property
+    def live_instances(self) -> Sequence[Service]: ...
+
+    def states(self) -> Mapping[ServiceState, int]: ...
+
+    def spawn_instances(
+        self,
+        num_instances: int | None = None,
+        instance_params: Iterable[Mapping[str, Any]] | None = None,
+    ) -> Sequence[Service]: ...
+
+    def stop(self, reason: StopReason | None = None) -> Awaitable[None]: ...
+
+    def scale(self, n: int) -> Awaitable[None]: ...
+
+
+class InstanceRecord(Protocol):
+    """The engine's record of one instance, as its service object reads it
+    (``service.instance``; the record is a :class:`~golem_trio.services.ServiceInstance`)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def service(self) -> Service: ...
+
+    @property
+    def cluster(self) -> ClusterView: ...
+
+    @property
+    def state(self) -> ServiceState: ...
+
+    @property
+    def history(self) -> Sequence[StateChange]: ...
+
+    @property
+    def stop_reason(self) -> StopReason | None: ...
+
+    @property
+    def stop_reasons(self) -> Sequence[StopReason]: ...
+
+    @property
+    def error(self) -> BaseException | None: ...
+
+    @property
+    def agreement(self) -> AgreementInfo | None: ...
+
+    @property
+    def activity_id(self) -> str | None: ...
+
+    @property
+    def provider_id(self) -> str | None: ...
+
+    @property
+    def provider_name(self) -> str | None: ...
+
+    @property
+    def lives(self) -> int: ...
+
+    @property
+    def reached_running(self) -> bool: ...
+
+    @property
+    def shutdown_ran(self) -> bool: ...
+
+    @property
+    def shutdown_timed_out(self) -> bool: ...
+
+    @property
+    def cleanup_timed_out(self) -> bool: ...
+
+    @property
+    def stopped_for_good(self) -> bool: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+
 class Service:
     """Base class of a service; each object is one instance.
 
@@ -70,7 +177,7 @@ class Service:
     """
 
     _ctx: WorkContext
-    _instance: ServiceInstance | None = None
+    _instance: InstanceRecord | None = None
     #: Per-class override of the health probe interval (seconds; ``None``: engine default).
     health_check_interval: ClassVar[float | None] = None
 
@@ -142,22 +249,23 @@ class Service:
         return ident
 
     @property
-    def instance(self) -> ServiceInstance:
+    def instance(self) -> InstanceRecord:
         """The engine's record of this instance (state, history, stop reason)."""
         if self._instance is None:
             raise RuntimeError("this service object is not part of a cluster")
         return self._instance
 
     @property
-    def state(self) -> Any:
+    def state(self) -> ServiceState:
         return self.instance.state
 
     @property
     def is_available(self) -> bool:
-        return bool(self.instance.state.is_available)
+        return self.instance.state.is_available
 
     @property
-    def stop_reason(self) -> Any:
+    def stop_reason(self) -> StopReason | None:
+        """Why the current (or last) life ended; ``None`` while it lives."""
         return self.instance.stop_reason
 
     @property
@@ -174,7 +282,8 @@ class Service:
         return self.instance.error
 
     @property
-    def cluster(self) -> Any:
+    def cluster(self) -> ClusterView:
+        """The cluster this object belongs to."""
         return self.instance.cluster
 
     def __repr__(self) -> str:

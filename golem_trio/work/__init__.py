@@ -22,6 +22,7 @@ from ._result import CommandHandle as CommandHandle
 from ._result import Result as Result
 from ._script import DEFAULT_DOWNLOAD_LIMIT as DEFAULT_DOWNLOAD_LIMIT
 from ._script import Script as Script
+from ._script import ScriptTarget as ScriptTarget
 from ._storage import HttpStorage as HttpStorage
 from ._storage import Receipt as Receipt
 from ._storage import ReceiveFailed as ReceiveFailed
@@ -44,6 +45,7 @@ __all__ = [
     "Script",
     "ScriptFinished",
     "ScriptSent",
+    "ScriptTarget",
     "TransferUnavailable",
     "WorkContext",
     "WorkEvent",

@@ -7,6 +7,9 @@ the daemon for the next command's result; with a context made with ``stream_outp
 batch's event stream (SSE) is followed as well, and its exit codes and output chunks complete
 the polled results (the event stream is not replayed, so polling stays the authority on which
 commands finished).
+
+A script runs on a :class:`ScriptTarget`: what it needs of the activity (a
+:class:`~golem_trio.work.WorkContext` is one), so this module does not import the context's.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import re
 import shlex
 from collections.abc import Generator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -45,6 +48,7 @@ from ..yagna import (
     StdOut,
     Terminate,
     Transfer,
+    YagnaClient,
     YagnaError,
 )
 from ._errors import (
@@ -58,10 +62,7 @@ from ._events import CommandExecuted, DownloadFinished, ScriptFinished, ScriptSe
 from ._result import CommandHandle, Result
 from ._storage import HttpStorage, Receipt, ReceiveFailed
 
-if TYPE_CHECKING:
-    from ._context import WorkContext
-
-__all__ = ["DEFAULT_DOWNLOAD_LIMIT", "Script"]
+__all__ = ["DEFAULT_DOWNLOAD_LIMIT", "Script", "ScriptTarget"]
 
 logger = logging.getLogger("golem_trio.work")
 
@@ -148,6 +149,38 @@ class _Step:
             storage.forget(self.receipt)
 
 
+class ScriptTarget(Protocol):
+    """What a :class:`Script` needs of the activity it runs on. A
+    :class:`~golem_trio.work.WorkContext` is one."""
+
+    @property
+    def yagna(self) -> YagnaClient: ...
+
+    @property
+    def activity_id(self) -> str: ...
+
+    @property
+    def agreement_id(self) -> str: ...
+
+    @property
+    def storage(self) -> HttpStorage | None: ...
+
+    @property
+    def stream_output(self) -> bool: ...
+
+    @property
+    def deploy_args(self) -> Mapping[str, Any]: ...
+
+    async def _before(self, script: Script) -> None:
+        """Called before the script's batch is sent (the implicit ``deploy`` and ``start``)."""
+
+    def _emit(self, event: object) -> None:
+        """Report one of the work layer's events."""
+
+    def _where(self) -> dict[str, str | None]:
+        """The activity, agreement and provider, as keyword arguments of the errors."""
+
+
 class _StreamFollower:
     """What the batch's event stream said so far: exit codes and output chunks per command."""
 
@@ -213,7 +246,7 @@ class Script:
     """
 
     def __init__(
-        self, ctx: WorkContext, timeout: float | None = None, wait_for_results: bool = True
+        self, ctx: ScriptTarget, timeout: float | None = None, wait_for_results: bool = True
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise ValueError("timeout must be positive (or None)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from golem_trio.localnet._market import MarketState
+from golem_trio.localnet.emulator import MarketState
 
 _SUBNET = {"golem.node.debug.subnet": "public"}
 _CONSTRAINTS = "(golem.node.debug.subnet=public)"

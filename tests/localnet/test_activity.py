@@ -18,16 +18,19 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from starlette.applications import Starlette
 
-from golem_trio.localnet import _activity_routes
-from golem_trio.localnet._activity import ActivityState
-from golem_trio.localnet._activity_routes import activity_routes
-from golem_trio.localnet._app import build_app as build_daemon_app
-from golem_trio.localnet._clock import NetClock
-from golem_trio.localnet._core import Daemon, NodeIdentity
-from golem_trio.localnet._ids import Ids
-from golem_trio.localnet._market import MarketState
-from golem_trio.localnet._market_routes import market_routes
-from golem_trio.localnet._runtime import Reply, RuntimeContext, ScriptedRuntime
+from golem_trio.localnet.emulator import (
+    ActivityState,
+    Daemon,
+    Ids,
+    MarketState,
+    NetClock,
+    NodeIdentity,
+    _activity_routes,
+    activity_routes,
+    market_routes,
+)
+from golem_trio.localnet.emulator import build_app as build_daemon_app
+from golem_trio.localnet.providers import Reply, RuntimeContext, ScriptedRuntime
 from golem_trio.yagna import (
     ActivityStateName,
     ApiConfig,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from golem_trio.localnet._constraints import (
+from golem_trio.localnet.emulator._constraints import (
     And,
     Compare,
     Constraint,

@@ -21,14 +21,13 @@ import httpx2
 import trio
 import trio.testing
 
-from golem_trio.localnet._localnet import LocalNet, open_localnet
-from golem_trio.localnet._provider import (
+from golem_trio.localnet import LocalNet, Reply, open_localnet, scripted_runtime_factory
+from golem_trio.localnet.providers import (
     ACCEPT_TIMEOUT,
     DEBIT_NOTE_INTERVAL,
     PAYMENT_TIMEOUT,
     ProviderSpec,
 )
-from golem_trio.localnet._runtime import Reply, scripted_runtime_factory
 
 # the contract tests' spec support, as tests/localnet/test_payment.py imports it
 _CONTRACT = str(Path(__file__).resolve().parents[1] / "yagna")

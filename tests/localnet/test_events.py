@@ -8,8 +8,8 @@ import pytest
 import trio
 import trio.testing
 
-from golem_trio.localnet._clock import NetClock
-from golem_trio.localnet._events import EventLog, EventQueue, QueueClosed
+from golem_trio.localnet.emulator import NetClock
+from golem_trio.localnet.emulator._events import EventLog, EventQueue, QueueClosed
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

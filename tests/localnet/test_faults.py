@@ -14,23 +14,25 @@ import pytest
 import trio
 import trio.testing
 
-from golem_trio.localnet._faults import (
+from golem_trio.localnet import (
     PLANS,
     DaemonFault,
     FaultKind,
     FaultPlan,
+    LocalNet,
+    Reply,
     ScheduledFault,
+    ledger,
     load_plan,
+    open_localnet,
+    scripted_runtime_factory,
 )
-from golem_trio.localnet._ledger import ledger
-from golem_trio.localnet._localnet import LocalNet, open_localnet
-from golem_trio.localnet._provider import (
+from golem_trio.localnet.providers import (
     ACCEPT_TIMEOUT,
     DEBIT_NOTE_INTERVAL,
     ProviderSpec,
     linear_cost,
 )
-from golem_trio.localnet._runtime import Reply, scripted_runtime_factory
 from golem_trio.yagna import (
     AgreementTerminatedEvent,
     ApiConfig,

@@ -10,21 +10,19 @@ from typing import Any
 import pytest
 
 import golem_trio.localnet
-from golem_trio.localnet._images import (
+from golem_trio.localnet import RuntimeContext
+from golem_trio.localnet.providers import (
     MANIFEST_NAME,
     ImageInfo,
     ImageManifestError,
-    discover_images,
-    images_from_env,
-    load_image_folder,
-)
-from golem_trio.localnet._local_runtime import (
     ImageStore,
     UnknownImage,
+    discover_images,
     image_hash,
+    images_from_env,
+    load_image_folder,
     local_runtime_factory,
 )
-from golem_trio.localnet._runtime import RuntimeContext
 
 PUBLISHED = "8b11df59f84358d47fc6776d0bb7290b0054c15ded2d6f54cf634488"
 OTHER = "0123456789abcdef0123456789abcdef0123456789abcdef01234567"

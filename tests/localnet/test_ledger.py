@@ -20,10 +20,16 @@ from _support import negotiate_agreement
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from golem_trio.localnet._core import NodeIdentity
-from golem_trio.localnet._ledger import LEDGER_PATH, _document, ledger, ledger_routes
-from golem_trio.localnet._localnet import LocalNet, open_localnet
-from golem_trio.localnet._market import MarketState, format_time
+from golem_trio.localnet import LocalNet, open_localnet
+from golem_trio.localnet.emulator import (
+    LEDGER_PATH,
+    MarketState,
+    NodeIdentity,
+    format_time,
+    ledger,
+    ledger_routes,
+)
+from golem_trio.localnet.emulator._ledger import _document
 from golem_trio.yagna import ApiConfig, NewAllocation, Reason, YagnaClient
 
 EPOCH = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

@@ -27,18 +27,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from golem_trio.localnet._local_runtime import (
+from golem_trio.localnet import ProviderSpec, open_localnet
+from golem_trio.localnet.providers import (
     BubblewrapMissing,
     ImageStore,
     LocalRuntime,
     LocalRuntimeConfig,
+    RuntimeContext,
+    RuntimeFailure,
     UnknownImage,
     image_hash,
     local_runtime_factory,
 )
-from golem_trio.localnet._localnet import open_localnet
-from golem_trio.localnet._provider import ProviderSpec
-from golem_trio.localnet._runtime import RuntimeContext, RuntimeFailure
 
 WRITE_STATS = """#!/bin/sh
 mkdir -p /golem/out

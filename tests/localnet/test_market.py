@@ -12,8 +12,8 @@ import pytest
 import trio
 import trio.testing
 
-from golem_trio.localnet._localnet import LocalNet, ProviderPopulation, open_localnet
-from golem_trio.localnet._provider import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL, ProviderSpec
+from golem_trio.localnet import LocalNet, ProviderPopulation, open_localnet
+from golem_trio.localnet.providers import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL, ProviderSpec
 from golem_trio.yagna import (
     AgreementApprovedEvent,
     AgreementState,

@@ -21,14 +21,17 @@ import trio.testing
 from _support import negotiate_agreement
 from starlette.applications import Starlette
 
-from golem_trio.localnet._app import build_app as build_daemon_app
-from golem_trio.localnet._clock import NetClock
-from golem_trio.localnet._core import Daemon, NodeIdentity
-from golem_trio.localnet._ids import Ids
-from golem_trio.localnet._market import MarketState
-from golem_trio.localnet._market_routes import market_routes
-from golem_trio.localnet._payment import PaymentState
-from golem_trio.localnet._payment_routes import payment_routes
+from golem_trio.localnet.emulator import (
+    Daemon,
+    Ids,
+    MarketState,
+    NetClock,
+    NodeIdentity,
+    PaymentState,
+    market_routes,
+    payment_routes,
+)
+from golem_trio.localnet.emulator import build_app as build_daemon_app
 from golem_trio.yagna import (
     ApiConfig,
     BadRequest,

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golem_trio.localnet._provider import (
+from golem_trio.localnet.providers import (
     ACCEPT_TIMEOUT,
     DEBIT_NOTE_INTERVAL,
     PAYMENT_TIMEOUT,

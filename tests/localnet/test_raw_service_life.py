@@ -12,9 +12,7 @@ from typing import Any
 import httpx2
 import trio
 
-from golem_trio.localnet._localnet import open_localnet
-from golem_trio.localnet._provider import ProviderSpec
-from golem_trio.localnet._runtime import Reply, scripted_runtime_factory
+from golem_trio.localnet import ProviderSpec, Reply, open_localnet, scripted_runtime_factory
 
 PROVIDER = ProviderSpec(
     name="raw-provider",

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golem_trio.localnet import SHELL_COMMANDS, RuntimeContext, shell_runtime_factory
-from golem_trio.localnet._shell import run_shell
+from golem_trio.localnet.providers import run_shell
 
 CONTEXT = RuntimeContext(activity_id="a", agreement_id="g", requestor_id="r", provider_id="p")
 

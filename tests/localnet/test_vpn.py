@@ -19,15 +19,20 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from starlette.applications import Starlette
 
-from golem_trio.localnet._activity import Activity, ActivityState, ExeUnitState
-from golem_trio.localnet._app import build_app
-from golem_trio.localnet._clock import NetClock
-from golem_trio.localnet._core import Daemon, NodeIdentity
-from golem_trio.localnet._ids import Ids
-from golem_trio.localnet._market import MarketState
-from golem_trio.localnet._runtime import ScriptedRuntime
-from golem_trio.localnet._vpn import VpnState
-from golem_trio.localnet._vpn_routes import vpn_routes
+from golem_trio.localnet.emulator import (
+    Activity,
+    ActivityState,
+    Daemon,
+    ExeUnitState,
+    Ids,
+    MarketState,
+    NetClock,
+    NodeIdentity,
+    VpnState,
+    build_app,
+    vpn_routes,
+)
+from golem_trio.localnet.providers import ScriptedRuntime
 from golem_trio.yagna import (
     ApiConfig,
     BadRequest,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from golem_trio.localnet import _constraints as emulator
+from golem_trio.localnet.emulator import _constraints as emulator
 from golem_trio.market import (
     And,
     Compare,

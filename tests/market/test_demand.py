@@ -9,14 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golem_trio.localnet import _constraints as emulator
-from golem_trio.localnet._provider import (
-    Counter,
-    ProviderSpec,
-    negotiate,
-    offer_constraints,
-    offer_properties,
-)
+from golem_trio.localnet.emulator import _constraints as emulator
+from golem_trio.localnet.providers import Counter, ProviderSpec, negotiate, offer_properties
+from golem_trio.localnet.providers._model import offer_constraints
 from golem_trio.market import (
     ACCEPT_TIMEOUT,
     CHOSEN_PLATFORM,

@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from golem_trio.localnet import LocalNet, ProviderPopulation, ProviderSpec, open_localnet
-from golem_trio.localnet import _provider as provider_module
+from golem_trio.localnet.providers import _model as provider_module
 from golem_trio.market import (
     ACCEPT_TIMEOUT,
     DEBIT_NOTE_INTERVAL,
@@ -25,7 +25,9 @@ from golem_trio.market import (
     ProposalRejected,
     ProviderBanned,
     open_negotiation,
+    prefer,
 )
+from golem_trio.terms import CPU_SEC, DURATION_SEC, LINEAR_COEFFS, USAGE_VECTOR
 from golem_trio.yagna import ApiConfig, DemandOfferBase, YagnaClient
 
 EPOCH = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -302,3 +304,78 @@ async def test_terms_the_demand_leaves_open_are_the_providers(
     assert info.terms[DEBIT_NOTE_INTERVAL] == ProviderSpec(name="x").debit_note_interval
     assert info.terms[ACCEPT_TIMEOUT] == 120
     assert market.rejections == []
+
+
+def price_unbounded_counter(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """The same prices, plus one on a usage counter that nothing bounds."""
+    cpu, duration, fixed = properties[LINEAR_COEFFS]
+    return {
+        **properties,
+        USAGE_VECTOR: [CPU_SEC, DURATION_SEC, "golem.usage.gib"],
+        LINEAR_COEFFS: [cpu, duration, 0.5, fixed],
+    }
+
+
+async def test_an_offer_billing_could_not_pay_is_never_chosen(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # p0 is the cheapest by CPU and duration and the scorer prefers it, but it also prices a
+    # counter billing cannot bound: it must not be signed, whatever the scorer says.
+    real = provider_module.offer_properties
+
+    def sly(spec: ProviderSpec, node_id: str) -> dict[str, Any]:
+        properties = real(spec, node_id)
+        return price_unbounded_counter(properties) if spec.name == "p0" else properties
+
+    monkeypatch.setattr(provider_module, "offer_properties", sly)
+    events: list[object] = []
+    async with open_localnet(specs(4), epoch=EPOCH) as net:
+        config = ApiConfig(app_key=net.app_key, api_url="http://localnet")
+        async with YagnaClient(config, transport=net.transport()) as yagna:
+            async with open_negotiation(
+                yagna,
+                demand(),
+                platform=PLATFORM,
+                now=now,
+                emit=events.append,
+                scorer=prefer(["p0"]),
+            ) as market:
+                with trio.fail_after(120):
+                    info = await market.sign()
+            assert info.provider_name != "p0"
+            assert states(net) == ["Approved"]  # no agreement was ever made with p0
+    received = {e.provider_name: e.accepted for e in events if isinstance(e, ProposalReceived)}
+    assert received["p0"] is False
+    assert market.rejections == []
+
+
+async def test_a_draft_billing_could_not_pay_is_not_signed(
+    autojump_clock: trio.testing.MockClock,
+    net: LocalNet,
+    yagna: YagnaClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # p0's offer is fine, but its Draft (the agreement's offer side) prices a counter billing
+    # cannot bound: p0 is banned before any agreement is made, and p1 is signed instead.
+    real = provider_module.negotiate
+
+    def bait_and_switch(
+        spec: ProviderSpec, node_id: str, wanted: Mapping[str, Any], at: dt.datetime
+    ) -> provider_module.Counter | provider_module.Rejection:
+        answer = real(spec, node_id, wanted, at)
+        if spec.name == "p0" and isinstance(answer, provider_module.Counter):
+            return attrs.evolve(answer, properties=price_unbounded_counter(answer.properties))
+        return answer
+
+    monkeypatch.setattr(provider_module, "negotiate", bait_and_switch)
+    events: list[object] = []
+    async with open_negotiation(
+        yagna, demand(), platform=PLATFORM, now=now, emit=events.append
+    ) as market:
+        with trio.fail_after(120):
+            info = await market.sign()
+    assert info.provider_name == "p1"
+    assert states(net) == ["Approved"]
+    [banned] = [e for e in events if isinstance(e, ProviderBanned)]
+    assert "unusable terms" in banned.reason
+    assert "golem.usage.gib" in banned.reason

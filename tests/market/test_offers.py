@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golem_trio.localnet._provider import ProviderSpec, offer_properties
+from golem_trio.localnet.providers import ProviderSpec, offer_properties
 from golem_trio.market import (
     CPU_SEC,
     DURATION_SEC,
@@ -32,6 +32,7 @@ from golem_trio.market import (
     prefer,
     weighted,
 )
+from golem_trio.terms import Terms
 from golem_trio.yagna import Proposal, ProposalState
 
 NODE = "0x" + "ab" * 20
@@ -65,10 +66,13 @@ def view(
     return OfferView(
         provider_id=provider_id,
         name=name,
-        pricing=Pricing(
-            counters=(CPU_SEC, DURATION_SEC),
-            coefficients=(Decimal(cpu), Decimal(duration)),
-            fixed=Decimal(fixed),
+        terms=Terms(
+            pricing=Pricing(
+                counters=(CPU_SEC, DURATION_SEC),
+                coefficients=(Decimal(cpu), Decimal(duration)),
+                fixed=Decimal(fixed),
+            ),
+            threads=4,
         ),
     )
 
@@ -90,8 +94,9 @@ def test_view_of_localnet_offer() -> None:
     assert offer.provider_id == NODE
     assert offer.proposal_id == "R-" + "1" * 64
     assert offer.name == "testnet-a"
-    assert offer.pricing_error is None
-    assert offer.pricing is not None
+    assert offer.terms_error is None
+    assert offer.terms is not None
+    assert offer.pricing is offer.terms.pricing
     # Float coefficients read as the decimals they print as.
     assert offer.pricing.cpu_sec == Decimal("0.0001")
     assert offer.pricing.duration_sec == Decimal("0.00002")
@@ -101,6 +106,10 @@ def test_view_of_localnet_offer() -> None:
         DURATION_SEC: Decimal("0.00002"),
     }
     assert (offer.threads, offer.mem_gib, offer.storage_gib) == (8, 16.0, 100.0)
+    assert offer.terms.threads == 8
+    assert offer.terms.debit_note_interval == 120
+    assert offer.terms.accept_timeout == 240
+    assert offer.terms.payment_timeout == 18000
     assert offer.runtime == "vm"
     assert offer.capabilities == {"vpn", "inet", "manifest-support"}
     assert offer.label == f"testnet-a ({NODE})"
@@ -110,11 +119,12 @@ def test_usage_vector_order_is_followed() -> None:
     props = {
         "golem.com.pricing.model": "linear",
         "golem.com.usage.vector": [DURATION_SEC, "golem.usage.storage_gib", CPU_SEC],
-        "golem.com.pricing.model.linear.coeffs": [0.5, 0.25, 3, "0.1"],
+        "golem.com.pricing.model.linear.coeffs": [0.5, 0, 3, "0.1"],
     }
     pricing = Pricing.from_properties(props)
+    assert pricing.counters == (DURATION_SEC, "golem.usage.storage_gib", CPU_SEC)
     assert pricing.duration_sec == Decimal("0.5")
-    assert pricing.price_of("golem.usage.storage_gib") == Decimal("0.25")
+    assert pricing.price_of("golem.usage.storage_gib") == 0
     assert pricing.cpu_sec == Decimal(3)
     assert pricing.fixed == Decimal("0.1")
     assert pricing.cost({CPU_SEC: 2, DURATION_SEC: Decimal(10)}) == Decimal("11.1")
@@ -132,19 +142,29 @@ def test_usage_vector_order_is_followed() -> None:
         ({"golem.com.pricing.model.linear.coeffs": [0.1, "NaN", 0]}, "not finite"),
         ({"golem.com.usage.vector": "golem.usage.cpu_sec"}, "not a list"),
         ({"golem.com.usage.vector": [CPU_SEC, CPU_SEC]}, "twice"),
+        # A price on a counter nothing bounds: billing could not bound what it pays.
+        (
+            {
+                "golem.com.usage.vector": [CPU_SEC, DURATION_SEC, "golem.usage.gib"],
+                "golem.com.pricing.model.linear.coeffs": [0.0001, 0.00002, 0.5, 0],
+            },
+            "no known bound",
+        ),
+        ({"golem.inf.cpu.threads": None}, "golem.inf.cpu.threads: missing"),
     ],
 )
-def test_malformed_pricing(override: dict[str, Any], message: str) -> None:
+def test_unusable_terms_give_a_view_without_terms(override: dict[str, Any], message: str) -> None:
     p = proposal(ProviderSpec(name="bad"), **override)
     with pytest.raises(OfferError, match=message):
         OfferView.from_proposal(p, strict=True)
     offer = OfferView.from_proposal(p)
+    assert offer.terms is None
     assert offer.pricing is None
-    assert offer.pricing_error is not None
-    assert message in offer.pricing_error
+    assert offer.terms_error is not None
+    assert message in offer.terms_error
     result = PriceCaps(max_fixed=1)(offer)
     assert not result.accepted
-    assert "unpriced" in result.reason
+    assert "unusable terms" in result.reason
     assert cheapest()(offer) is None
     assert estimate_cost(offer, 60) is None
 
@@ -205,6 +225,7 @@ def test_price_caps_agree_with_direct_computation(
             "golem.com.pricing.model": "linear",
             "golem.com.usage.vector": [CPU_SEC, DURATION_SEC],
             "golem.com.pricing.model.linear.coeffs": [str(cpu), str(duration), str(fixed)],
+            "golem.inf.cpu.threads": 4,
         },
     )
     expected = all(

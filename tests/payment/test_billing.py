@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
-import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -25,13 +24,12 @@ from golem_trio.payment import (
     AgreementBilling,
     AgreementTerms,
     BillingLedger,
-    BillingTermsError,
     Reject,
     Terminate,
     Tolerance,
 )
-from golem_trio.yagna import Agreement, DebitNote, DocumentStatus, Invoice, RejectionReason
-from golem_trio.yagna._convert import decode
+from golem_trio.terms import Pricing
+from golem_trio.yagna import DebitNote, DocumentStatus, Invoice, RejectionReason
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PROVIDER = "0x" + "a" * 40
@@ -43,14 +41,20 @@ def at(seconds: float) -> dt.datetime:
     return T0 + dt.timedelta(seconds=seconds)
 
 
+def linear(cpu: Decimal | str, duration: Decimal | str, fixed: Decimal | str) -> Pricing:
+    return Pricing(
+        counters=(CPU_SEC, DURATION_SEC),
+        coefficients=(Decimal(cpu), Decimal(duration)),
+        fixed=Decimal(fixed),
+    )
+
+
 def make_terms(**changes: Any) -> AgreementTerms:
     base = AgreementTerms(
         agreement_id=AGREEMENT,
         provider_id=PROVIDER,
         requestor_id=REQUESTOR,
-        usage_vector=(CPU_SEC, DURATION_SEC),
-        coefficients=(Decimal("0.0001"), Decimal("0.00005")),
-        fixed_price=Decimal("0.01"),
+        pricing=linear("0.0001", "0.00005", "0.01"),
         threads=4,
         approved_at=T0,
         valid_to=at(10 * 3600),
@@ -113,178 +117,6 @@ def invoice(
         payment_due_date=at(ts + 3600),
         status=DocumentStatus.RECEIVED,
     )
-
-
-# --- AgreementTerms.from_agreement -----------------------------------------------------------
-
-
-def agreement_json(offer: dict[str, Any], demand: dict[str, Any] | None = None) -> dict[str, Any]:
-    offer_props = {
-        "golem.com.pricing.model": "linear",
-        "golem.com.pricing.model.linear.coeffs": [0.0001, 0.00005, 0.01],
-        "golem.com.usage.vector": [CPU_SEC, DURATION_SEC],
-        "golem.com.scheme": "payu",
-        "golem.com.scheme.payu.debit-note.interval-sec?": 120,
-        "golem.com.payment.debit-notes.accept-timeout?": 240,
-        "golem.com.scheme.payu.payment-timeout-sec?": 18000,
-        "golem.inf.cpu.threads": 4,
-        "golem.inf.cpu.cores": 2,
-        "golem.inf.mem.gib": 8.0,
-        "golem.runtime.name": "vm",
-        "golem.node.id.name": "honest-provider",
-        **offer,
-    }
-    demand_props = {
-        "golem.srv.comp.expiration": 1767261600000,
-        "golem.node.debug.subnet": "public",
-        "golem.com.payment.chosen-platform": "erc20-holesky-tglm",
-        "golem.com.scheme.payu.debit-note.interval-sec?": 120,
-        "golem.com.payment.debit-notes.accept-timeout?": 180,
-        "golem.com.scheme.payu.payment-timeout-sec?": 18000,
-        **(demand or {}),
-    }
-    return {
-        "agreementId": AGREEMENT,
-        "demand": {
-            "properties": {k: v for k, v in demand_props.items() if v is not None},
-            "constraints": "(&(golem.inf.cpu.threads>=1)(golem.runtime.name=vm))",
-            "demandId": "demand-1",
-            "requestorId": REQUESTOR,
-            "timestamp": "2026-01-01T00:00:00.000Z",
-        },
-        "offer": {
-            "properties": {k: v for k, v in offer_props.items() if v is not None},
-            "constraints": "(golem.srv.comp.expiration>1767225600000)",
-            "offerId": "offer-1",
-            "providerId": PROVIDER,
-            "timestamp": "2025-12-31T23:59:00.000Z",
-        },
-        "validTo": "2026-01-01T10:00:00.000Z",
-        "approvedDate": "2026-01-01T00:00:00.000Z",
-        "state": "Approved",
-        "timestamp": "2025-12-31T23:59:30.000Z",
-        "appSessionId": "session-1",
-    }
-
-
-def parse(offer: dict[str, Any], demand: dict[str, Any] | None = None) -> AgreementTerms:
-    agreement: Agreement = decode("getAgreement", agreement_json(offer, demand), Agreement)
-    return AgreementTerms.from_agreement(agreement, REQUESTOR)
-
-
-def test_from_agreement_realistic() -> None:
-    terms = parse({})
-    assert terms.agreement_id == AGREEMENT
-    assert terms.provider_id == PROVIDER
-    assert terms.requestor_id == REQUESTOR
-    assert terms.usage_vector == (CPU_SEC, DURATION_SEC)
-    assert terms.coefficients == (Decimal("0.0001"), Decimal("0.00005"))
-    assert terms.fixed_price == Decimal("0.01")
-    assert terms.threads == 4
-    assert terms.approved_at == T0
-    assert terms.valid_to == at(10 * 3600)
-    assert terms.debit_note_interval == 120
-    assert terms.accept_timeout == 180  # the shorter of both sides
-    assert terms.payment_timeout == 18000
-    assert terms.mid_agreement_payments
-
-
-def test_from_agreement_negotiated_values_pick_safe_side() -> None:
-    terms = parse(
-        {"golem.com.scheme.payu.debit-note.interval-sec?": 60},
-        {"golem.com.scheme.payu.payment-timeout-sec?": None},
-    )
-    assert terms.debit_note_interval == 120  # the longer interval
-    assert terms.payment_timeout is None  # only one side named it
-    assert not terms.mid_agreement_payments
-    none = parse(
-        {
-            "golem.com.scheme.payu.debit-note.interval-sec?": None,
-            "golem.com.scheme.payu.payment-timeout-sec?": None,
-        },
-        {
-            "golem.com.scheme.payu.debit-note.interval-sec?": None,
-            "golem.com.scheme.payu.payment-timeout-sec?": None,
-        },
-    )
-    assert none.debit_note_interval is None
-    assert none.payment_timeout is None
-
-
-def test_from_agreement_unknown_free_counter_is_fine() -> None:
-    terms = parse(
-        {
-            "golem.com.usage.vector": [CPU_SEC, "golem.usage.storage_gib", DURATION_SEC],
-            "golem.com.pricing.model.linear.coeffs": [0.0001, 0, 0.00005, 0.01],
-        }
-    )
-    assert terms.usage_vector[1] == "golem.usage.storage_gib"
-
-
-@pytest.mark.parametrize(
-    ("offer", "prop"),
-    [
-        ({"golem.com.pricing.model.linear.coeffs": None}, "golem.com.pricing.model.linear.coeffs"),
-        ({"golem.com.pricing.model.linear.coeffs": [0.1]}, "golem.com.pricing.model.linear.coeffs"),
-        (
-            {"golem.com.pricing.model.linear.coeffs": [0.1, "x", 0]},
-            "golem.com.pricing.model.linear.coeffs",
-        ),
-        (
-            {"golem.com.pricing.model.linear.coeffs": [0.1, -1, 0]},
-            "golem.com.pricing.model.linear.coeffs",
-        ),
-        (
-            {"golem.com.pricing.model.linear.coeffs": [0.1, True, 0]},
-            "golem.com.pricing.model.linear.coeffs",
-        ),
-        ({"golem.com.usage.vector": None}, "golem.com.usage.vector"),
-        ({"golem.com.usage.vector": [CPU_SEC, CPU_SEC]}, "golem.com.usage.vector"),
-        (
-            {"golem.com.usage.vector": [CPU_SEC, "golem.usage.gib"]},
-            "golem.com.usage.vector",
-        ),
-        ({"golem.com.pricing.model": "burn-rate"}, "golem.com.pricing.model"),
-        ({"golem.inf.cpu.threads": None}, "golem.inf.cpu.threads"),
-        ({"golem.inf.cpu.threads": 0}, "golem.inf.cpu.threads"),
-        ({"golem.inf.cpu.threads": 2.5}, "golem.inf.cpu.threads"),
-        (
-            {"golem.com.scheme.payu.debit-note.interval-sec?": -5},
-            "golem.com.scheme.payu.debit-note.interval-sec?",
-        ),
-    ],
-)
-def test_from_agreement_bad_properties(offer: dict[str, Any], prop: str) -> None:
-    with pytest.raises(BillingTermsError) as info:
-        parse(offer)
-    assert info.value.property == prop
-    assert prop in str(info.value)
-
-
-def test_from_agreement_requires_approval() -> None:
-    data = agreement_json({})
-    del data["approvedDate"]
-    agreement: Agreement = decode("getAgreement", data, Agreement)
-    with pytest.raises(BillingTermsError, match="approvedDate"):
-        AgreementTerms.from_agreement(agreement, REQUESTOR)
-
-
-def test_from_agreement_nested_properties() -> None:
-    data = agreement_json({})
-    data["offer"]["properties"] = {
-        "golem": {
-            "com": {
-                "pricing": {"model": {"linear": {"coeffs": [0.0001, 0.00005, 0.01]}}},
-                "usage": {"vector": [CPU_SEC, DURATION_SEC]},
-            },
-            "inf": {"cpu": {"threads": 4}},
-        }
-    }
-    agreement: Agreement = decode("getAgreement", data, Agreement)
-    terms = AgreementTerms.from_agreement(agreement, REQUESTOR)
-    assert terms.threads == 4
-    assert terms.fixed_price == Decimal("0.01")
-    assert terms.debit_note_interval == 120  # the demand's side only
 
 
 # --- rules with concrete figures ---------------------------------------------------------------
@@ -372,7 +204,7 @@ def test_an_invoice_adds_at_most_what_accrued_since_the_last_note() -> None:
     assert isinstance(billing.check_debit_note(note("0.03", 120), at(120)), Accept)
     billing.agreement_ended(at(130))
     # 10 s after the last note (+5 grace) can add at most max_cost(15) - fixed.
-    ceiling = Decimal("0.03") + terms.max_cost(Decimal(15), Tolerance()) - terms.fixed_price
+    ceiling = Decimal("0.03") + terms.max_cost(Decimal(15), Tolerance()) - terms.pricing.fixed
     over = invoice(str(ceiling + Decimal("0.001")), 130)
     decision = billing.check_invoice(over, at(130))
     assert isinstance(decision, Reject)
@@ -539,8 +371,8 @@ class History:
 
 
 def _price(terms: AgreementTerms, usage: list[float]) -> Decimal:
-    return terms.fixed_price + sum(
-        (c * Decimal(str(u)) for c, u in zip(terms.coefficients, usage, strict=True)),
+    return terms.pricing.fixed + sum(
+        (c * Decimal(str(u)) for c, u in zip(terms.pricing.coefficients, usage, strict=True)),
         Decimal(0),
     )
 
@@ -555,8 +387,7 @@ def histories(draw: st.DrawFn) -> History:
     interval = draw(st.integers(30, 600))
     payment_timeout = draw(st.none() | st.integers(60, 3600))
     terms = make_terms(
-        coefficients=(cpu_c, dur_c),
-        fixed_price=fixed,
+        pricing=linear(cpu_c, dur_c, fixed),
         threads=threads,
         debit_note_interval=Decimal(interval),
         payment_timeout=None if payment_timeout is None else Decimal(payment_timeout),
@@ -646,7 +477,8 @@ CODES = {"too_fast": TOO_MANY_DEBIT_NOTES, "payable": TOO_MANY_PAYABLE_DEBIT_NOT
 def _bound(terms: AgreementTerms, seconds: float) -> Decimal:
     """An independent, generous upper bound of one activity's honest cost."""
     t = Decimal(str(seconds))
-    return terms.fixed_price + terms.coefficients[0] * terms.threads * t + terms.coefficients[1] * t
+    cpu, duration = terms.pricing.coefficients
+    return terms.pricing.fixed + cpu * terms.threads * t + duration * t
 
 
 @st.composite

@@ -30,6 +30,7 @@ from golem_trio.payment import (
     MarginRatio,
     Tolerance,
 )
+from golem_trio.terms import Pricing
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 EXACT = Tolerance(relative=Decimal(0), absolute=Decimal(0), grace=dt.timedelta(0))
@@ -48,9 +49,11 @@ def make_terms(
         agreement_id=agreement_id,
         provider_id="0x" + "a" * 40,
         requestor_id="0x" + "b" * 40,
-        usage_vector=(CPU_SEC, DURATION_SEC),
-        coefficients=(cpu_price, duration_price),
-        fixed_price=fixed,
+        pricing=Pricing(
+            counters=(CPU_SEC, DURATION_SEC),
+            coefficients=(cpu_price, duration_price),
+            fixed=fixed,
+        ),
         threads=threads,
         approved_at=T0,
     )

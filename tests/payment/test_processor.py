@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from golem_trio.localnet import FaultKind, ProviderSpec, ledger, open_localnet
-from golem_trio.localnet._provider import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL
+from golem_trio.localnet.providers import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL
 from golem_trio.payment import (
     AgreementTerminatedForBilling,
     DebitNoteAccepted,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from golem_trio.localnet.yagna_node import YagnaNode, YagnaNotInstalled, find_yagna_binary
+from golem_trio.localnet.yagna import YagnaNode, YagnaNotInstalled, find_yagna_binary
 
 _HERE = pathlib.Path(__file__).parent
 

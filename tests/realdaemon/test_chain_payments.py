@@ -22,17 +22,18 @@ import httpx2
 import pytest
 import trio
 
-from golem_trio.localnet._chain import (
+from golem_trio.localnet.yagna import (
     LOCAL_CHAIN_ID,
+    PAYMENT_PLATFORM,
     AnvilNotInstalled,
     LocalChain,
     LocalChainError,
+    YagnaNode,
     find_anvil_binary,
     from_base_units,
     load_token_artifact,
     to_base_units,
 )
-from golem_trio.localnet.yagna_node import PAYMENT_PLATFORM, YagnaNode
 
 from ._provider import RawProvider
 
@@ -323,7 +324,7 @@ async def _provider_agent(
 
 def test_token_artifact_matches_its_source() -> None:
     """``contracts/token.json`` was built from the ``Token.sol`` beside it (``make token``)."""
-    contracts = importlib.resources.files("golem_trio.localnet").joinpath("contracts")
+    contracts = importlib.resources.files("golem_trio.localnet.yagna").joinpath("contracts")
     source = contracts.joinpath("Token.sol").read_bytes()
     artifact = load_token_artifact()
     assert artifact.source_sha256 == hashlib.sha256(source).hexdigest(), "run `make token`"

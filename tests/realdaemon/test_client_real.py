@@ -19,7 +19,7 @@ import attrs
 import pytest
 import trio
 
-from golem_trio.localnet.yagna_node import YAGNA_VERSION, YagnaNode
+from golem_trio.localnet.yagna import YAGNA_VERSION, YagnaNode
 from golem_trio.yagna import (
     AgreementApprovedEvent,
     AgreementEvent,

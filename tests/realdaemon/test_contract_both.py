@@ -21,7 +21,7 @@ import httpx2
 import trio
 
 from golem_trio.localnet import ProviderSpec, Reply, open_localnet, scripted_runtime_factory
-from golem_trio.localnet._yagna_backend import open_yagna_localnet
+from golem_trio.localnet.yagna import open_yagna_localnet
 
 _CONTRACT = str(Path(__file__).resolve().parents[1] / "yagna")
 if _CONTRACT not in sys.path:

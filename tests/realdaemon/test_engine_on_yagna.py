@@ -29,7 +29,7 @@ from golem_trio.localnet import (
     local_runtime_factory,
     scripted_runtime_factory,
 )
-from golem_trio.localnet._yagna_backend import YagnaLocalNet, open_yagna_localnet
+from golem_trio.localnet.yagna import YagnaLocalNet, open_yagna_localnet
 from golem_trio.market import StaticResolver, use_resolver
 from golem_trio.services import ActivityDied, AgreementLost, ProviderTerminated, RunFinished
 from golem_trio.work import CommandExecuted

@@ -18,15 +18,15 @@ import httpx2
 import pytest
 import trio
 
-from golem_trio.localnet._exeunit import ExeUnit, exeunit_service_id
-from golem_trio.localnet._gsb import GsbBus, GsbCallError, open_gsb
-from golem_trio.localnet._runtime import (
-    CommandOutcome,
-    Reply,
-    RuntimeContext,
-    ScriptedRuntime,
+from golem_trio.localnet.providers import CommandOutcome, Reply, RuntimeContext, ScriptedRuntime
+from golem_trio.localnet.yagna import (
+    ExeUnit,
+    GsbBus,
+    GsbCallError,
+    YagnaNode,
+    exeunit_service_id,
+    open_gsb,
 )
-from golem_trio.localnet.yagna_node import YagnaNode
 from golem_trio.yagna import (
     ActivityStateName,
     ApiConfig,

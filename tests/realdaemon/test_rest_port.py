@@ -18,7 +18,7 @@ import attrs
 import pytest
 import trio
 
-from golem_trio.localnet._provider import (
+from golem_trio.localnet.providers import (
     ACCEPT_TIMEOUT,
     DEBIT_NOTE_INTERVAL,
     AgreementLife,
@@ -26,16 +26,16 @@ from golem_trio.localnet._provider import (
     ProviderAgent,
     ProviderSpec,
 )
-from golem_trio.localnet._rest_port import (
-    REFUSED,
+from golem_trio.localnet.yagna import (
     DaemonBadRequest,
     DaemonGone,
     DaemonNotFound,
     DaemonUnauthorized,
     RestProviderPort,
+    YagnaNode,
     provider_client,
 )
-from golem_trio.localnet.yagna_node import YagnaNode
+from golem_trio.localnet.yagna._rest_port import REFUSED
 from golem_trio.yagna import (
     AgreementEvent,
     AgreementTerminatedEvent,

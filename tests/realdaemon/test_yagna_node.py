@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from golem_trio.localnet.yagna_node import YAGNA_VERSION, YagnaNode
+from golem_trio.localnet.yagna import YAGNA_VERSION, YagnaNode
 
 
 @pytest.fixture

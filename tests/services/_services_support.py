@@ -13,7 +13,7 @@ import trio
 
 from golem_trio import Golem, Service, vm
 from golem_trio.localnet import LocalNet, ProviderSpec, Reply, RuntimeContext, ledger, open_localnet
-from golem_trio.localnet._runtime import ScriptedRuntime
+from golem_trio.localnet.providers import ScriptedRuntime
 from golem_trio.market import Payload
 from golem_trio.services import Timeouts
 from golem_trio.testing import assert_invariants

@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         open_localnet,
         scripted_runtime_factory,
     )
-    from golem_trio.services._engine import Timeouts
+    from golem_trio.services import Timeouts
     from golem_trio.testing import check_invariants
 
     image_hash = "8b11df59f84358d47fc6776d0bb7290b0054c15ded2d6f54cf634488"

@@ -24,7 +24,7 @@ from _faults_support import SCRIPTS, Recorder, Stage, check_history, open_stage,
 
 from golem_trio import HealthCheck, Restart, RestartPolicy
 from golem_trio.localnet import Reply
-from golem_trio.localnet._faults import FaultError
+from golem_trio.localnet.emulator import FaultError
 from golem_trio.services import (
     Aborted,
     Cluster,

@@ -1,5 +1,7 @@
 """The engine end to end on LocalNet in virtual time: two instances of a seed-style service
-run a few cycles, stop on their own, are paid, and leave nothing open."""
+run a few cycles, stop on their own, are paid, and leave nothing open; the ``Golem``'s own
+lifecycle (it runs once; outside its block it refuses to work); adoption of a withdrawn
+agreement."""
 
 from __future__ import annotations
 
@@ -21,9 +23,16 @@ from golem_trio.localnet import (
     open_localnet,
     scripted_runtime_factory,
 )
+from golem_trio.market import (
+    AgreementWithdrawn,
+    StaticResolver,
+    build_demand,
+    open_negotiation,
+    use_resolver,
+)
 from golem_trio.services import AgreementLost, RunFinished, ServiceDefinitionError
 from golem_trio.testing import assert_invariants, snapshot_tasks
-from golem_trio.yagna import ApiConfig, DaemonUnreachable, Unauthorized
+from golem_trio.yagna import ApiConfig, DaemonUnreachable, Reason, Unauthorized, YagnaClient
 
 EPOCH = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 HASH = "8b11df59f84358d47fc6776d0bb7290b0054c15ded2d6f54cf634488"
@@ -191,3 +200,115 @@ async def test_a_service_class_mistake_is_caught_before_anything_is_signed(
             with pytest.raises(ServiceDefinitionError, match="async def"):
                 await golem.run_service(NotAsync)
         assert ledger(net)["agreements"] == []
+
+
+# --- the Golem's own lifecycle ---------------------------------------------------------------
+
+
+async def test_outside_the_block_the_engine_refuses_to_work(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_localnet([ProviderSpec(name="p0")], epoch=EPOCH) as net:
+        golem = Golem(budget=1, localnet=net, handle_signals=False)
+        assert not golem.operative
+        # Before the block.
+        with pytest.raises(RuntimeError, match="async with Golem"):
+            await golem.run_service(EchoService)
+        with pytest.raises(RuntimeError, match="async with Golem"):
+            golem.stop()
+        with pytest.raises(RuntimeError, match="async with Golem"):
+            _ = golem.payments
+        with pytest.raises(RuntimeError, match="async with Golem"):
+            await golem.set_budget(2)
+        golem.hurry()  # signal-safe: nothing to hurry yet
+        async with golem:
+            assert golem.operative
+            assert golem.payments.budget.budget == Decimal(1)
+        # After the block.
+        assert not golem.operative
+        with pytest.raises(RuntimeError, match="block has ended"):
+            await golem.run_service(EchoService)
+        with pytest.raises(RuntimeError, match="block has ended"):
+            golem.stop()
+        with pytest.raises(RuntimeError, match="block has ended"):
+            _ = golem.payments
+        with pytest.raises(RuntimeError, match="block has ended"):
+            await golem.set_budget(2)
+        golem.hurry()
+        assert golem.clusters == []
+        assert golem.payment_report is not None
+        assert ledger(net)["agreements"] == []
+
+
+async def test_a_golem_runs_once(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_localnet([ProviderSpec(name="p0")], epoch=EPOCH) as net:
+        golem = Golem(budget=1, localnet=net, handle_signals=False)
+        async with golem:
+            # Entering it again while it runs.
+            with pytest.raises(RuntimeError, match="already running"):
+                async with golem:
+                    raise AssertionError("entered twice")
+            assert golem.operative
+        # Entering it again once it ran.
+        with pytest.raises(RuntimeError, match="runs once"):
+            async with golem:
+                raise AssertionError("entered after its block ended")
+        (allocation,) = ledger(net)["allocations"]
+        assert allocation["released"]
+
+
+async def test_a_golem_that_failed_to_start_cannot_be_entered_again() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))  # a port nobody listens on
+        port = holder.getsockname()[1]
+        config = ApiConfig(app_key="key", api_url=f"http://127.0.0.1:{port}")
+        golem = Golem(budget=1, api_config=config, handle_signals=False)
+        with pytest.raises(DaemonUnreachable):
+            async with golem:
+                raise AssertionError("the engine must not start")
+        with pytest.raises(RuntimeError, match="runs once"):
+            async with golem:
+                raise AssertionError("the engine must not start again")
+        with pytest.raises(RuntimeError, match="block has ended"):
+            golem.stop()
+
+
+async def test_a_withdrawn_agreement_is_adopted_and_paid(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An agreement approved just as its signing was given up (``AgreementWithdrawn``) is
+    registered for payment by the engine, so its invoice is validated and paid."""
+    async with open_localnet([ProviderSpec(name="p0")], epoch=EPOCH) as net:
+        config = ApiConfig(app_key=net.app_key, api_url="http://localnet")
+        async with (
+            YagnaClient(config, transport=net.transport()) as yagna,
+            Golem(budget=BUDGET, localnet=net, handle_signals=False) as golem,
+        ):
+            with use_resolver(StaticResolver()):
+                payload = await EchoService.get_payload()
+                now = net.now()
+                demand = build_demand(
+                    payload,
+                    expiration=now + dt.timedelta(minutes=30),
+                    payment_platform=golem.payment_platform,
+                    subnet_tag=golem.subnet_tag,
+                    now=now,
+                )
+                async with open_negotiation(
+                    yagna, demand, platform=golem.payment_platform, now=net.now
+                ) as market:
+                    info = await market.sign()
+            await yagna.market.terminate_agreement(
+                info.agreement_id, Reason("given up", {"golem.requestor.code": "Cancelled"})
+            )
+            assert golem.payments.billing.get(info.agreement_id) is None
+            golem.emit(AgreementWithdrawn(info.agreement_id, info.provider_id))
+            await trio.sleep(1)
+            assert golem.payments.billing.get(info.agreement_id) is not None
+        assert_invariants(net, budget=BUDGET)
+        (agreement,) = ledger(net)["agreements"]
+    report = golem.payment_report
+    assert report is not None
+    assert agreement["id"] == info.agreement_id
+    assert info.agreement_id in report.invoices_accepted
+    assert report.unpaid == ()

@@ -32,7 +32,7 @@ from _faults_support import (
 )
 
 from golem_trio import HealthCheck, Restart, RestartPolicy
-from golem_trio.events import BudgetExhausted as BudgetExhaustedEvent
+from golem_trio.events import BudgetLimitReached
 from golem_trio.localnet import FaultKind
 from golem_trio.payment import Tolerance
 from golem_trio.services import (
@@ -280,7 +280,7 @@ async def test_budget_exhausted(autojump_clock: trio.testing.MockClock, shutdown
         records = await finished(cluster)
         assert cluster.closed
     stage.check_network()
-    (exhausted,) = [e for e in stage.events if isinstance(e, BudgetExhaustedEvent)]
+    (exhausted,) = [e for e in stage.events if isinstance(e, BudgetLimitReached)]
     assert exhausted.projected <= budget
     for record in records:
         check_stopped(stage, record, BudgetExhausted, shutdown=True, shutdown_s=shutdown_s)

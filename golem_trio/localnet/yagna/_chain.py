@@ -13,8 +13,8 @@ funds accounts::
         chain.set_eth_balance("0x...", 10)
         print(chain.token_balance("0x..."))  # Decimal('1000')
 
-Pass the chain to :class:`~golem_trio.localnet.yagna_node.YagnaNode` (``chain=``) to get a
-daemon whose ``erc20-holesky-tglm`` platform pays on it.
+Pass the chain to :class:`~._node.YagnaNode` (``chain=``) to get a daemon whose
+``erc20-holesky-tglm`` platform pays on it.
 
 Like ``YagnaNode`` this module is synchronous: every call is a short, bounded, blocking
 loopback request. From Trio code, call the methods through ``trio.to_thread.run_sync``.
@@ -28,7 +28,6 @@ POSIX-only (process groups and signals).
 
 from __future__ import annotations
 
-import atexit
 import decimal
 import glob
 import importlib.resources
@@ -49,9 +48,17 @@ from typing import Any, Final, Self
 import attrs
 import httpx2
 
-from .yagna_node import LOOPBACK, _parent_death_hook, stop_process_group
+from ._process import (
+    LOOPBACK,
+    cancel_stop_at_exit,
+    passthrough_env,
+    spawn_process_group,
+    stop_at_exit,
+    stop_process_group,
+)
 
 __all__ = [
+    "ANVIL_ENV_VAR",
     "ANVIL_NPM_PACKAGE",
     "ANVIL_VERSION",
     "LOCAL_CHAIN_ID",
@@ -108,7 +115,6 @@ def anvil_install_hint() -> str:
     )
 
 
-_PASSTHROUGH_ENV: Final = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 _LISTENING = re.compile(rb"Listening on (\d+\.\d+\.\d+\.\d+):(\d+)")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _POLL_INTERVAL: Final = 0.05
@@ -144,7 +150,8 @@ class TokenArtifact:
 
 def load_token_artifact() -> TokenArtifact:
     """Read ``contracts/token.json``, shipped with the package (rebuild it with ``make token``)."""
-    resource = importlib.resources.files("golem_trio.localnet").joinpath("contracts/token.json")
+    contracts = importlib.resources.files("golem_trio.localnet.yagna").joinpath("contracts")
+    resource = contracts.joinpath("token.json")
     raw = json.loads(resource.read_text(encoding="utf-8"))
     return TokenArtifact(
         contract_name=raw["contractName"],
@@ -188,7 +195,7 @@ def from_base_units(units: int) -> Decimal:
 
 def _project_roots() -> list[pathlib.Path]:
     roots = [pathlib.Path(sys.prefix)]  # a virtualenv: .venv/npm
-    source_root = pathlib.Path(__file__).resolve().parents[2]  # editable install: the checkout
+    source_root = pathlib.Path(__file__).resolve().parents[3]  # editable install: the checkout
     roots += [source_root, source_root / ".venv", pathlib.Path.cwd(), pathlib.Path.cwd() / ".venv"]
     roots.append(anvil_user_prefix().parent)  # its npm/ is the user-level prefix
     return list(dict.fromkeys(roots))
@@ -339,7 +346,7 @@ class LocalChain:
         if self._started:
             raise LocalChainError("this LocalChain is already started")
         self._started = True
-        atexit.register(self.stop)
+        stop_at_exit(self.stop)
         try:
             self._dir = pathlib.Path(tempfile.mkdtemp(prefix="anvil-", dir=self._base_dir))
             self._spawn()
@@ -362,7 +369,7 @@ class LocalChain:
         if self._closed:
             return
         self._closed = True
-        atexit.unregister(self.stop)
+        cancel_stop_at_exit(self.stop)
         try:
             if self._client is not None:
                 self._client.close()
@@ -384,18 +391,8 @@ class LocalChain:
             "--block-time",
             str(self._block_time),
         ]
-        env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
         with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                cmd,
-                env=env,
-                cwd=self._dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_parent_death_hook(),
-            )
+            self._proc = spawn_process_group(cmd, env=passthrough_env(), cwd=self._dir, log=log)
 
     def _wait_for_port(self) -> int:
         proc = self._proc

@@ -21,7 +21,7 @@ How it stays offline and quiet:
   are refused at once and no DNS name is ever resolved;
 * metrics pushing is switched off and the activity watchdog limits are raised.
 
-Payments: pass a started :class:`~golem_trio.localnet._chain.LocalChain` as ``chain=`` and
+Payments: pass a started :class:`~._chain.LocalChain` as ``chain=`` and
 the ``erc20-holesky-tglm`` platform (:data:`PAYMENT_PLATFORM`) pays on that local chain::
 
     with LocalChain.start() as chain, YagnaNode.start(chain=chain) as node:
@@ -44,30 +44,35 @@ It is POSIX-only (process groups and signals).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import ctypes
 import importlib.util
 import json
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
 import attrs
+
+from ._process import (
+    LOOPBACK,
+    cancel_stop_at_exit,
+    passthrough_env,
+    spawn_process_group,
+    stop_at_exit,
+    stop_process_group,
+)
 
 if TYPE_CHECKING:
     from ._chain import LocalChain
@@ -92,8 +97,6 @@ INSTALL_HINT: Final = (
     f"install it with: pip install 'golem-trio[yagna]' (or: pip install "
     f"golem-node=={YAGNA_VERSION}, in the environment golem-trio runs in)"
 )
-
-LOOPBACK: Final = "127.0.0.1"
 
 # Networks of the erc20 driver's built-in payment config (yagna 0.17.6). Setting
 # <NETWORK>_GETH_ADDR replaces a network's RPC endpoints, including the DNS-based ones.
@@ -122,7 +125,7 @@ _NO_CONTRACT: Final = "0x" + "0" * 40
 # network, with one-second intervals and no multi-payment, mint, faucet or wrapper contract.
 # The environment (HOLESKY_GETH_ADDR and friends) still applies on top of it.
 _PAYMENT_CONFIG: Final = """\
-# Written by golem_trio.localnet.yagna_node for a local chain; the daemon reads it at start.
+# Written by golem_trio.localnet.yagna for a local chain; the daemon reads it at start.
 [engine]
 process-interval = 1
 process-interval-after-send = 1
@@ -157,17 +160,12 @@ allowed-head-behind-secs = 120
 """
 _PAYMENT_CONFIG_LOADED: Final = b"Config file loaded successfully"
 
-# Variables passed through from the caller's environment; everything else is
-# set explicitly, so a developer's own yagna settings cannot leak in.
-_PASSTHROUGH_ENV: Final = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR")
-
 _REQUESTOR_KEY_NAME: Final = "requestor"
 _PROVIDER_ALIAS: Final = "prov"
 _PROVIDER_KEY_NAME: Final = "provider"
 _LOG_NAME: Final = "yagna.log"
 _UNIX_SOCKET_PATH_MAX: Final = 100  # sun_path is 108 bytes on Linux; keep a margin
 _POLL_INTERVAL: Final = 0.1
-_SIGTERM_REPEAT: Final = 0.5
 
 
 class YagnaNotInstalled(RuntimeError):
@@ -247,54 +245,6 @@ def _hold_port(kind: socket.SocketKind) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def _parent_death_hook() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that kills the child if the thread that spawned it dies.
-
-    Linux only, and only from the main thread: the kernel ties the signal to the
-    spawning *thread*, so spawning from a worker thread would kill the daemon
-    as soon as that thread ends.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGKILL))
-
-    return hook
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _wait_exited_unreaped(pid: int, timeout: float) -> bool:
-    """Wait until ``pid`` has exited, without reaping it. True if it exited.
-
-    Leaving the zombie in place keeps its pid (the process group id) reserved,
-    so the group can still be signalled safely afterwards.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True  # already reaped
-        if result is not None:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
 
 
 class YagnaNode:
@@ -424,7 +374,7 @@ class YagnaNode:
             raise YagnaNodeError("this YagnaNode is already started")
         self._started = True
         began = time.monotonic()
-        atexit.register(self.stop)
+        stop_at_exit(self.stop)
         try:
             if self._chain is not None:
                 self._chain.ensure_token()
@@ -449,7 +399,7 @@ class YagnaNode:
         if self._closed:
             return
         self._closed = True
-        atexit.unregister(self.stop)
+        cancel_stop_at_exit(self.stop)
         try:
             self._stop_daemon()
         finally:
@@ -714,7 +664,7 @@ class YagnaNode:
         ports = self._require_ports()
         data_dir = self.data_dir
         sink_url = f"http://{LOOPBACK}:{ports.sink}"
-        env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
+        env = passthrough_env()
         env.update(
             {
                 "YAGNA_DATADIR": str(data_dir),
@@ -776,16 +726,7 @@ class YagnaNode:
         with self.log_path.open("ab") as log:
             log.write(f"\n===== starting: {' '.join(cmd)} =====\n".encode())
             log.flush()
-            self._proc = subprocess.Popen(
-                cmd,
-                env=self._env,
-                cwd=self.data_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_parent_death_hook(),
-            )
+            self._proc = spawn_process_group(cmd, env=self._env, cwd=self.data_dir, log=log)
 
     def _wait_until_answering(self) -> None:
         proc = self._proc
@@ -867,30 +808,6 @@ class YagnaNode:
         proc, self._proc = self._proc, None
         if proc is not None:
             stop_process_group(proc, self._stop_timeout)
-
-
-def stop_process_group(proc: subprocess.Popen[bytes], stop_timeout: float) -> None:
-    """Stop a process started with ``start_new_session`` and everything in its group: SIGTERM,
-    repeated (a SIGTERM that arrives while a daemon is still starting may be swallowed) until
-    it exits or ``stop_timeout`` passes, then SIGKILL to the whole group."""
-    pgid = proc.pid  # start_new_session: the process leads its own group
-    try:
-        if proc.returncode is None:
-            deadline = time.monotonic() + stop_timeout
-            exited = False
-            while not exited and time.monotonic() < deadline:
-                _signal_group(pgid, signal.SIGTERM)
-                exited = _wait_exited_unreaped(
-                    proc.pid, min(_SIGTERM_REPEAT, max(0.0, deadline - time.monotonic()))
-                )
-            if not exited:
-                _signal_group(pgid, signal.SIGKILL)
-                _wait_exited_unreaped(proc.pid, 10.0)
-    finally:
-        # Anything left in the group goes too; the unreaped leader keeps the id reserved.
-        _signal_group(pgid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10.0)
 
 
 def _ok_node_id(reply: Any, what: str) -> str:

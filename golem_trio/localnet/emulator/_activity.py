@@ -6,8 +6,10 @@ an unknown activity id is a 500 ``DAO error``; results are cumulative and the
 ``commandIndex``/``timeout`` rules (408, the ``isBatchFinished`` quirk) are the daemon's; the
 event stream is snake_case and never replays.
 
-The commands themselves run in a :class:`~._runtime.Runtime` made per activity by the
-``runtime_factory``; batches run in the background, in the daemon's nursery.
+The commands themselves run in a :class:`~golem_trio.localnet.providers.Runtime` made per
+activity by the ``runtime_factory``; batches run in the background, in the daemon's nursery.
+The exe-unit model (states, batches, results, :func:`execute_command`, :func:`command_result`)
+is shared with the real daemon backend's exe-unit (``golem_trio.localnet.yagna``).
 """
 
 from __future__ import annotations
@@ -22,17 +24,22 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from ..providers import CommandOutcome, Runtime, RuntimeContext, RuntimeFactory, RuntimeFailure
 from ._core import Daemon, DaemonError
 from ._market import AgreementState, MarketState, format_time
-from ._runtime import CommandOutcome, Runtime, RuntimeContext, RuntimeFactory, RuntimeFailure
 
 __all__ = [
+    "ALLOWED",
+    "NEXT_STATE",
     "Activity",
     "ActivityState",
     "Batch",
     "CommandFaults",
+    "CommandResult",
     "ExeUnitState",
     "InjectedFault",
+    "command_result",
+    "execute_command",
     "format_event_time",
     "parse_exe_script",
 ]

@@ -60,10 +60,10 @@ from ._activity import InjectedFault
 from ._http import json_response
 
 if TYPE_CHECKING:
+    from ..providers import ProviderAgent
     from ._activity import ActivityState
     from ._core import NodeIdentity
     from ._market import MarketState
-    from ._provider import ProviderAgent
 
 __all__ = [
     "FAULTS_PATH",

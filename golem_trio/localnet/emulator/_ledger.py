@@ -35,7 +35,7 @@ _ENDING_EVENTS = ("AgreementRejectedEvent", "AgreementCancelledEvent")
 
 
 class LedgerSource(Protocol):
-    """What the ledger reads: a :class:`~golem_trio.localnet._localnet.LocalNet` has it."""
+    """What the ledger reads: a :class:`~golem_trio.localnet.LocalNet` has it."""
 
     @property
     def daemon(self) -> Daemon: ...

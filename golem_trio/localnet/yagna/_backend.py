@@ -4,9 +4,9 @@
 ``golem-node``) offline on loopback with one provider identity per simulated provider, then
 runs, for each provider:
 
-* a :class:`~._provider.ProviderAgent` (the emulator's provider model: offers, negotiation,
-  approval, billing, invoices) over :class:`~._rest_port.RestProviderPort`, the daemon's
-  provider REST API;
+* a :class:`~golem_trio.localnet.providers.ProviderAgent` (the provider model the emulator
+  runs too: offers, negotiation, approval, billing, invoices) over
+  :class:`~._rest_port.RestProviderPort`, the daemon's provider REST API;
 * an :class:`ActivityHost`, which follows the provider's activity events and starts an
   :class:`~._exeunit.ExeUnit` on the daemon's service bus for each new activity, with the
   same runtimes as the emulator (scripted or local), and ends it when the activity is
@@ -29,13 +29,18 @@ import attrs
 import httpx2
 import trio
 
+from ..providers import (
+    ProviderAgent,
+    ProviderSpec,
+    RuntimeContext,
+    RuntimeFactory,
+    scripted_runtime_factory,
+)
 from ._chain import LocalChain
 from ._exeunit import ExeUnit
 from ._gsb import GsbBus, open_gsb
-from ._provider import ProviderAgent, ProviderSpec
+from ._node import NodeIdentity, YagnaNode
 from ._rest_port import RestProviderPort, provider_client
-from ._runtime import RuntimeContext, RuntimeFactory, scripted_runtime_factory
-from .yagna_node import NodeIdentity, YagnaNode
 
 __all__ = ["ActivityHost", "YagnaLocalNet", "open_yagna_localnet"]
 

@@ -4,7 +4,8 @@
 ``/public/exeunit/<activity_id>`` on the daemon's bus and answers the calls the daemon forwards
 from the requestor's activity API (``Exec``, ``GetExecBatchResults``,
 ``StreamExecBatchResults``, ``GetState``, ``GetUsage``, ``GetRunningCommand``). Commands run on
-a :class:`~._runtime.Runtime` made by the same factories the emulated activity API uses. State
+a :class:`~golem_trio.localnet.providers.Runtime` made by the same factories the emulated
+activity API uses, through the emulator's exe-unit model (states, batches, results). State
 changes go to the daemon with ``/local/activity/SetActivityState``, and usage is refreshed with
 ``/local/activity/SetActivityUsage`` every couple of seconds, which also keeps the daemon's
 watchdog from declaring the activity unresponsive.
@@ -31,7 +32,7 @@ from typing import Any, Final
 
 import trio
 
-from ._activity import (
+from ..emulator import (
     ALLOWED,
     NEXT_STATE,
     Batch,
@@ -41,8 +42,8 @@ from ._activity import (
     execute_command,
     format_event_time,
 )
+from ..providers import CommandOutcome, RuntimeContext, RuntimeFactory, RuntimeFailure
 from ._gsb import GsbBus, GsbClosed, GsbError
-from ._runtime import CommandOutcome, RuntimeContext, RuntimeFactory, RuntimeFailure
 
 __all__ = ["ExeUnit", "exeunit_service_id"]
 

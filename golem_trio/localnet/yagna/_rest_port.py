@@ -1,8 +1,9 @@
 """The provider side of a real yagna daemon, over its REST API, as a :class:`ProviderPort`.
 
-:class:`RestProviderPort` lets the provider model of :mod:`._provider` (``ProviderAgent`` and
-its ``AgreementLife``) drive a real daemon with a provider app key, exactly as it drives the
-emulator through ``_InProcessPort``. Every method is one or a few REST calls:
+:class:`RestProviderPort` lets the provider model of :mod:`golem_trio.localnet.providers`
+(``ProviderAgent`` and its ``AgreementLife``) drive a real daemon with a provider app key,
+exactly as it drives the emulator through ``_InProcessPort``. Every method is one or a few
+REST calls:
 
 =======================  ===================================================================
 Method                   Daemon calls (yagna 0.17.6) and differences from the emulator
@@ -87,7 +88,7 @@ import attrs
 import httpx2
 import trio
 
-from ._provider import OfferGone
+from ..providers import OfferGone
 
 __all__ = [
     "DaemonBadRequest",

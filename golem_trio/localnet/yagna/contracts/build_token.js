@@ -1,6 +1,6 @@
 // Compile Token.sol with solc-js (npm `solc`, pinned in the Makefile) into token.json.
 //
-//   NODE_PATH=.venv/npm/node_modules node golem_trio/localnet/contracts/build_token.js
+//   NODE_PATH=.venv/npm/node_modules node golem_trio/localnet/yagna/contracts/build_token.js
 //
 // `make token` runs exactly this. The output records the compiler version and the SHA-256 of
 // the source, so a test can tell when token.json is older than Token.sol.
