@@ -51,6 +51,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check golem_trio tests $(wildcard benchmarks examples)
 	$(VENV)/bin/ruff format --check golem_trio tests $(wildcard benchmarks examples)
 	$(VENV)/bin/flake8 golem_trio
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

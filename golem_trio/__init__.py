@@ -8,7 +8,10 @@ for the market and payment alike), :mod:`golem_trio.market`, :mod:`golem_trio.pa
 :mod:`golem_trio.localnet` (the embedded Golem network).
 """
 
+from golem_trio._exports import fixup_module_metadata
+
 from . import events as events
+from ._errors import GolemError as GolemError
 from ._log import enable_default_logger as enable_default_logger
 from ._log import log_event as log_event
 from ._log import log_event_repr as log_event_repr
@@ -39,6 +42,7 @@ __all__ = [
     "Cluster",
     "CommandExecutionError",
     "Golem",
+    "GolemError",
     "HealthCheck",
     "Restart",
     "RestartPolicy",
@@ -57,3 +61,6 @@ __all__ = [
     "payment_platform",
     "vm",
 ]
+
+fixup_module_metadata(__name__, __all__, globals())
+del fixup_module_metadata

@@ -35,6 +35,8 @@ import attrs
 
 from golem_trio.yagna import Agreement
 
+from ._errors import GolemError
+
 __all__ = [
     "ACCEPT_TIMEOUT",
     "BOUNDED_COUNTERS",
@@ -67,7 +69,7 @@ DURATION_SEC: Final = "golem.usage.duration_sec"
 BOUNDED_COUNTERS: Final = frozenset({CPU_SEC, DURATION_SEC})
 
 
-class TermsError(ValueError):
+class TermsError(GolemError, ValueError):
     """An offer's or agreement's pricing or payment terms are missing or unusable.
 
     ``property`` names the property at fault and ``problem`` says what is wrong with it.

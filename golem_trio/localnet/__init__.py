@@ -15,6 +15,8 @@ The package has three wings and what ties them together:
 This package imports nothing from the SDK's layers; it only speaks the daemon's REST API.
 """
 
+from golem_trio._exports import fixup_module_metadata
+
 from ._localnet import LocalNet as LocalNet
 from ._localnet import ProviderPopulation as ProviderPopulation
 from ._localnet import open_localnet as open_localnet
@@ -72,3 +74,6 @@ __all__ = [
     "scripted_runtime_factory",
     "shell_runtime_factory",
 ]
+
+fixup_module_metadata(__name__, __all__, globals())
+del fixup_module_metadata

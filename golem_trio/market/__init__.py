@@ -9,6 +9,7 @@ properties and constraint clauses; :mod:`golem_trio.market.vm` builds VM payload
 ``vm.repo`` and ``vm.manifest`` do. Image URLs come from an :class:`ImageResolver`.
 """
 
+from golem_trio._exports import fixup_module_metadata
 from golem_trio.terms import ACCEPT_TIMEOUT as ACCEPT_TIMEOUT
 from golem_trio.terms import CPU_SEC as CPU_SEC
 from golem_trio.terms import DEBIT_NOTE_INTERVAL as DEBIT_NOTE_INTERVAL
@@ -182,9 +183,5 @@ __all__ = [
     "weighted",
 ]
 
-# Show public paths in tracebacks and docs, as trio does.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("golem_trio.market._"):
-        _obj.__module__ = __name__
-del _name, _obj
+fixup_module_metadata(__name__, __all__, globals())
+del fixup_module_metadata

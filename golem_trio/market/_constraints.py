@@ -45,6 +45,8 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from .._errors import GolemError
+
 __all__ = [
     "And",
     "Compare",
@@ -74,7 +76,7 @@ _NAME_SPECIAL: Final = frozenset("=<>~()[]$")
 _MAX_DEPTH: Final = 100
 
 
-class ConstraintError(ValueError):
+class ConstraintError(GolemError, ValueError):
     """A constraint tree cannot be built from what was given (a bad name or value)."""
 
 

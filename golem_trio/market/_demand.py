@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import attrs
 
+from golem_trio._errors import GolemError
 from golem_trio.terms import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL, PAYMENT_TIMEOUT
 from golem_trio.yagna import DemandOfferBase, MarketDecoration
 
@@ -59,7 +60,7 @@ _PLATFORM_ADDRESS_RE = re.compile(r"golem\.com\.payment\.platform\.[^.]+\.addres
 _SUBNET_RE = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
 
 
-class DemandError(ValueError):
+class DemandError(GolemError, ValueError):
     """A demand cannot be built from what was given."""
 
 

@@ -31,6 +31,8 @@ import attrs
 import httpx2
 import trio
 
+from .._errors import GolemError
+
 __all__ = [
     "DEFAULT_REGISTRY_URL",
     "DEFAULT_STATIC_URL_TEMPLATE",
@@ -88,7 +90,7 @@ _CONSTRAINT_SPECIALS = frozenset("()&|!=<>*\\ \t\r\n")
 # --- errors ---------------------------------------------------------------------------------------
 
 
-class PayloadError(ValueError):
+class PayloadError(GolemError, ValueError):
     """A payload cannot be built from what was given (a bad hash, a negative memory size...)."""
 
 

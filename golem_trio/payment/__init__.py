@@ -6,6 +6,7 @@ tolerance and the reason it reports. Agreement terms are read by :mod:`golem_tri
 :class:`~golem_trio.terms.TermsError`).
 """
 
+from golem_trio._exports import fixup_module_metadata
 from golem_trio.terms import CPU_SEC as CPU_SEC
 from golem_trio.terms import DURATION_SEC as DURATION_SEC
 from golem_trio.terms import AgreementTerms as AgreementTerms
@@ -41,7 +42,38 @@ from ._processor import open_payments as open_payments
 #: This package's name for :class:`~golem_trio.terms.TermsError` (the same class).
 BillingTermsError = _TermsError
 
-# Show public paths in tracebacks and docs, as trio does.
-for _obj in list(globals().values()):
-    if getattr(_obj, "__module__", "").startswith("golem_trio.payment._"):
-        _obj.__module__ = __name__
+__all__ = [
+    "CPU_SEC",
+    "DURATION_SEC",
+    "INVALID_DEBIT_NOTE",
+    "TOO_MANY_DEBIT_NOTES",
+    "TOO_MANY_PAYABLE_DEBIT_NOTES",
+    "Accept",
+    "AgreementBilling",
+    "AgreementSpend",
+    "AgreementTerminatedForBilling",
+    "AgreementTerms",
+    "BillingLedger",
+    "BillingRecord",
+    "BillingTermsError",
+    "BudgetExceeded",
+    "BudgetLedger",
+    "DebitNoteAccepted",
+    "DebitNoteRefused",
+    "Decision",
+    "ExhaustedReason",
+    "InvoiceAccepted",
+    "InvoiceRejected",
+    "MarginRatio",
+    "PaymentEvent",
+    "PaymentProcessor",
+    "PaymentReport",
+    "Reject",
+    "Terminate",
+    "Tolerance",
+    "Unpaid",
+    "open_payments",
+]
+
+fixup_module_metadata(__name__, __all__, globals())
+del fixup_module_metadata

@@ -41,6 +41,8 @@ import trio
 
 from golem_trio.terms import AgreementTerms, Tolerance
 
+from .._errors import GolemError
+
 __all__ = [
     "AgreementSpend",
     "BudgetExceeded",
@@ -67,7 +69,7 @@ def _floor_float(value: Decimal) -> float:
     return result
 
 
-class BudgetExceeded(Exception):
+class BudgetExceeded(GolemError):
     """Accepting ``amount`` would take what was spent past the budget; nothing was recorded."""
 
     def __init__(self, agreement_id: str, amount: Decimal, spent: Decimal, budget: Decimal) -> None:

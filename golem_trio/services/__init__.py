@@ -12,6 +12,8 @@ a service object reads), ``_policy``, ``_watcher``, ``_context`` (what an engine
 top, ``_engine``.
 """
 
+from golem_trio._exports import fixup_module_metadata
+
 from ._cluster import Cluster as Cluster
 from ._cluster import ClusterClosed as ClusterClosed
 from ._cluster import InstancesLost as InstancesLost
@@ -92,7 +94,6 @@ __all__ = [
     "open_engine",
 ]
 
-# Show public paths in tracebacks and docs, as trio does.
-for _obj in list(globals().values()):
-    if getattr(_obj, "__module__", "").startswith("golem_trio.services._"):
-        _obj.__module__ = __name__
+
+fixup_module_metadata(__name__, __all__, globals())
+del fixup_module_metadata

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
+from .._errors import GolemError
 from ..events import ClusterFinished, ClusterStarted
 from ..market import Negotiation, Payload, build_demand, open_negotiation
 from ._context import EngineContext
@@ -34,11 +35,11 @@ logger = logging.getLogger("golem_trio.services")
 S = TypeVar("S", bound=Service)
 
 
-class ClusterClosed(RuntimeError):
+class ClusterClosed(GolemError, RuntimeError):
     """The cluster was stopped: it spawns nothing any more."""
 
 
-class InstancesLost(RuntimeError):
+class InstancesLost(GolemError, RuntimeError):
     """``wait_running`` can no longer succeed: too few instances are left alive."""
 
 

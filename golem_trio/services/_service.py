@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Protocol
 
 import trio
 
+from .._errors import GolemError
 from ..market import AgreementInfo, Payload
 from ..work import ActivityGone, BatchError, Result, Script, WorkContext
 from ._reasons import StopReason
@@ -58,11 +59,11 @@ __all__ = [
 HANDLERS = ("start", "run", "shutdown")
 
 
-class ServiceDefinitionError(TypeError):
+class ServiceDefinitionError(GolemError, TypeError):
     """A mistake in a ``Service`` subclass, found before anything is signed."""
 
 
-class HandlerError(TypeError):
+class HandlerError(GolemError, TypeError):
     """A handler misbehaved while running (for example it yielded something that is not a
     script)."""
 

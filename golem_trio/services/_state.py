@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 import attrs
 import trio
 
+from .._errors import GolemError
+
 __all__ = [
     "TRANSITIONS",
     "IllegalTransition",
@@ -90,7 +92,7 @@ TRANSITIONS: Mapping[tuple[ServiceState, Trigger], ServiceState] = {
 }
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(GolemError, RuntimeError):
     """A trigger that :data:`TRANSITIONS` does not allow in the current state."""
 
     def __init__(self, state: ServiceState, trigger: Trigger) -> None:

@@ -6,6 +6,8 @@ unpaid or wrongly paid; :func:`snapshot_tasks` before and after the engine tells
 left tasks running.
 """
 
+from golem_trio._exports import fixup_module_metadata
+
 from ._invariants import InvariantViolation as InvariantViolation
 from ._invariants import TaskSnapshot as TaskSnapshot
 from ._invariants import assert_invariants as assert_invariants
@@ -20,6 +22,5 @@ __all__ = [
     "snapshot_tasks",
 ]
 
-for _obj in list(globals().values()):
-    if getattr(_obj, "__module__", "").startswith("golem_trio.testing._"):
-        _obj.__module__ = __name__
+fixup_module_metadata(__name__, __all__, globals())
+del fixup_module_metadata

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._errors import GolemError
 from ..localnet import LocalNet, ledger
 
 __all__ = [
@@ -24,7 +25,7 @@ _LIVE_AGREEMENT_STATES = ("Proposal", "Pending", "Approved")
 _PAID_STATUSES = ("ACCEPTED", "SETTLED")
 
 
-class InvariantViolation(AssertionError):
+class InvariantViolation(GolemError, AssertionError):
     """One or more invariants do not hold; ``problems`` lists each."""
 
     def __init__(self, problems: Iterable[str]) -> None:

@@ -6,6 +6,8 @@ outcome; :func:`open_http_storage` serves the files that ``upload_*``/``download
 See ``docs/work.md``.
 """
 
+from golem_trio._exports import fixup_module_metadata
+
 from ._context import WorkContext as WorkContext
 from ._errors import ActivityGone as ActivityGone
 from ._errors import BatchError as BatchError
@@ -52,7 +54,5 @@ __all__ = [
     "open_http_storage",
 ]
 
-# Show public paths in tracebacks and docs, as trio does.
-for _obj in list(globals().values()):
-    if getattr(_obj, "__module__", "").startswith("golem_trio.work._"):
-        _obj.__module__ = __name__
+fixup_module_metadata(__name__, __all__, globals())
+del fixup_module_metadata

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .._errors import GolemError
+
 __all__ = [
     "ActivityGone",
     "BatchError",
@@ -19,7 +21,7 @@ def _tail(text: str | None, size: int = 400) -> str:
     return text if len(text) <= size else "..." + text[-size:]
 
 
-class BatchError(Exception):
+class BatchError(GolemError):
     """Base class of the errors of one batch of commands on one activity.
 
     ``activity_id``, ``agreement_id``, ``provider_id`` and ``provider_name`` say where it
@@ -174,6 +176,6 @@ class ActivityGone(BatchError):
         self.reason = reason
 
 
-class TransferUnavailable(RuntimeError):
+class TransferUnavailable(GolemError, RuntimeError):
     """A file transfer was asked of a :class:`WorkContext` that has no storage to serve or
     receive the files (pass ``storage=`` an :class:`HttpStorage`)."""

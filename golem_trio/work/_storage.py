@@ -26,6 +26,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from .._errors import GolemError
+
 __all__ = ["HttpStorage", "Receipt", "ReceiveFailed", "open_http_storage"]
 
 logger = logging.getLogger("golem_trio.work.storage")
@@ -34,7 +36,7 @@ logger = logging.getLogger("golem_trio.work.storage")
 GRACEFUL_TIMEOUT = 0.5
 
 
-class ReceiveFailed(Exception):
+class ReceiveFailed(GolemError):
     """A PUT to a :class:`Receipt` was refused (too large, or the body broke off)."""
 
 

@@ -4,6 +4,8 @@ It knows nothing of the layers above it. Start with :class:`YagnaClient` and
 :class:`ApiConfig`; errors derive from :class:`YagnaError`.
 """
 
+from golem_trio._exports import fixup_module_metadata
+
 from ._activity import ActivityApi as ActivityApi
 from ._activity import ExecEventStream as ExecEventStream
 from ._activity import exe_script_text as exe_script_text
@@ -73,9 +75,5 @@ __all__ = [
     *_model_names,
 ]
 
-# Show public paths in tracebacks and docs, as trio does.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("golem_trio.yagna._"):
-        _obj.__module__ = __name__
-del _name, _obj
+fixup_module_metadata(__name__, __all__, globals())
+del fixup_module_metadata

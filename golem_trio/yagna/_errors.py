@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .._errors import GolemError
+
 __all__ = [
     "ApiError",
     "BadRequest",
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 
-class YagnaError(Exception):
+class YagnaError(GolemError):
     """Base class of every error raised by :mod:`golem_trio.yagna`."""
 
 

@@ -21,6 +21,8 @@ shared with the real daemon backend's exe-unit. This wing imports only the provi
 (runtimes, and the provider model for type hints). See ``docs/localnet.md``.
 """
 
+from golem_trio._exports import fixup_module_metadata
+
 from ._activity import ALLOWED as ALLOWED
 from ._activity import NEXT_STATE as NEXT_STATE
 from ._activity import Activity as Activity
@@ -114,3 +116,6 @@ __all__ = [
     "payment_routes",
     "vpn_routes",
 ]
+
+fixup_module_metadata(__name__, __all__, globals())
+del fixup_module_metadata

@@ -14,6 +14,8 @@
 This wing imports nothing from the rest of LocalNet. See ``docs/localnet.md``.
 """
 
+from golem_trio._exports import fixup_module_metadata
+
 from ._images import MANIFEST_NAME as MANIFEST_NAME
 from ._images import ImageInfo as ImageInfo
 from ._images import ImageManifestError as ImageManifestError
@@ -95,3 +97,6 @@ __all__ = [
     "scripted_runtime_factory",
     "shell_runtime_factory",
 ]
+
+fixup_module_metadata(__name__, __all__, globals())
+del fixup_module_metadata

@@ -19,6 +19,8 @@ This wing imports the providers wing and the emulator's exe-unit model. See
 ``docs/localnet.md`` (*The real daemon backend*).
 """
 
+from golem_trio._exports import fixup_module_metadata
+
 from ._backend import ActivityHost as ActivityHost
 from ._backend import YagnaLocalNet as YagnaLocalNet
 from ._backend import open_yagna_localnet as open_yagna_localnet
@@ -122,3 +124,6 @@ __all__ = [
     "provider_client",
     "to_base_units",
 ]
+
+fixup_module_metadata(__name__, __all__, globals())
+del fixup_module_metadata
