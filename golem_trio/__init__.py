@@ -11,6 +11,8 @@ for the market and payment alike), :mod:`golem_trio.market`, :mod:`golem_trio.pa
 from golem_trio._exports import fixup_module_metadata
 
 from . import events as events
+from ._errors import ConfigurationError as ConfigurationError
+from ._errors import ConfigurationTypeError as ConfigurationTypeError
 from ._errors import GolemError as GolemError
 from ._log import enable_default_logger as enable_default_logger
 from ._log import log_event as log_event
@@ -41,6 +43,8 @@ __all__ = [
     "BatchTimeoutError",
     "Cluster",
     "CommandExecutionError",
+    "ConfigurationError",
+    "ConfigurationTypeError",
     "Golem",
     "GolemError",
     "HealthCheck",

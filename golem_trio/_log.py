@@ -31,6 +31,8 @@ from golem_trio.events import (
     BudgetLimitReached,
     ClusterFinished,
     ClusterStarted,
+    DaemonAvailable,
+    DaemonUnavailable,
     DebitNoteRefused,
     EventConsumer,
     GolemStarted,
@@ -330,6 +332,20 @@ class SummaryLogger:
                     event.projected,
                     event.budget,
                     event.detail,
+                )
+            case DaemonUnavailable():
+                log.warning(
+                    "The daemon is unavailable since %s: %s failed: %s: %s",
+                    event.since.isoformat(timespec="seconds"),
+                    event.operation,
+                    event.error_type,
+                    _clip(event.error),
+                )
+            case DaemonAvailable():
+                log.info(
+                    "The daemon is available again, after %.1f s (%d failed calls)",
+                    event.outage,
+                    event.failures,
                 )
             case ShutdownStarted():
                 log.info("Shutting down: %s", event.reason)

@@ -2,7 +2,9 @@
 
 Every layer reports what it does as small frozen event objects. The engine's own events are
 the :class:`Event` subclasses defined here; the market and payment layers emit their own classes
-(re-exported here), and so does the work layer. All of them go through the same
+(re-exported here), and so does the work layer. The daemon's availability is reported by the
+client's monitor (:class:`DaemonUnavailable`, :class:`DaemonAvailable`, re-exported from
+:mod:`golem_trio.yagna`). All of them go through the same
 :class:`Emitter` to the consumers the user registered, unchanged.
 
 A consumer is any callable taking one event (:data:`EventConsumer`). It is called synchronously,
@@ -47,6 +49,8 @@ from golem_trio.payment import DebitNoteRefused as DebitNoteRefused
 from golem_trio.payment import InvoiceAccepted as InvoiceAccepted
 from golem_trio.payment import InvoiceRejected as InvoiceRejected
 from golem_trio.payment import PaymentReport
+from golem_trio.yagna import DaemonAvailable as DaemonAvailable
+from golem_trio.yagna import DaemonUnavailable as DaemonUnavailable
 
 __all__ = [
     "ActivityCreated",
@@ -56,8 +60,11 @@ __all__ = [
     "AgreementTerminated",
     "AgreementTerminatedForBilling",
     "BudgetLimitReached",
+    "ClusterCappedByBudget",
     "ClusterFinished",
     "ClusterStarted",
+    "DaemonAvailable",
+    "DaemonUnavailable",
     "DebitNoteAccepted",
     "DebitNoteRefused",
     "Emitter",
@@ -335,6 +342,35 @@ class BudgetLimitReached(Event):
     budget: Decimal
     projected: Decimal
     detail: str
+
+
+@attrs.frozen(kw_only=True)
+class ClusterCappedByBudget(Event):
+    """The budget carries fewer instances of a cluster than were asked for: an agreement is
+    signed only while its worst-case exposure fits under the budget, and the next one does
+    not. The instances beyond ``carried`` wait (pending) until room is made (an instance ends,
+    or the budget is topped up); ``Cluster.wait_running`` for more than ``carried`` raises
+    ``BudgetTooSmall``.
+
+    Attributes:
+        cluster_id: The cluster.
+        service_class: The name of its service class.
+        requested: Instances asked for (live ones).
+        carried: Instances the budget carries now (those that hold or are signing an
+            agreement).
+        budget: The budget (less the margin the engine keeps).
+        exposure: What can still be spent on everything signed so far, at its worst, before
+            the engine could stop it.
+        instance_exposure: The worst-case exposure of one more instance on the best offer.
+    """
+
+    cluster_id: str
+    service_class: str
+    requested: int
+    carried: int
+    budget: Decimal
+    exposure: Decimal
+    instance_exposure: Decimal
 
 
 # --- consumers ---------------------------------------------------------------------------------

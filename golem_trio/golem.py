@@ -25,14 +25,16 @@ import os
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from ._errors import ConfigurationError, ConfigurationTypeError, check_count, check_seconds
 from ._log import log_event_repr, log_summary
 from .events import Emitter, EventConsumer, GolemStarted, ShutdownFinished, ShutdownStarted
 from .market import Payload, StaticResolver
@@ -105,6 +107,73 @@ def _say(line: str) -> None:
         print(line, file=sys.stderr)
 
 
+def _budget(parameter: str, value: object) -> Decimal:
+    """A budget: a finite number > 0 (``int``, ``float``, ``Decimal`` or its text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+        raise ConfigurationTypeError(parameter, f"must be a number of GLM, got {value!r}")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ConfigurationError(parameter, f"{value!r} is not a number") from None
+    if not amount.is_finite() or not amount > 0:
+        raise ConfigurationError(parameter, f"must be a finite number > 0, got {value!r}")
+    return amount
+
+
+def _optional_str(parameter: str, value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationTypeError(parameter, f"must be a string or None, got {value!r}")
+
+
+def _flag(parameter: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationTypeError(parameter, f"must be True or False, got {value!r}")
+
+
+def _check_run_service(
+    num_instances: object,
+    instance_params: object,
+    payload: object,
+    expiration: object,
+    restart: object,
+    health: object,
+    negotiation_options: object,
+    demand_options: object,
+) -> None:
+    """Refuse ``run_service`` arguments the engine cannot use, naming the parameter (the class
+    itself is checked by the engine: ``ServiceDefinitionError``)."""
+    check_count("num_instances", num_instances, none=True)
+    if instance_params is not None and (
+        isinstance(instance_params, str | bytes | Mapping)
+        or not isinstance(instance_params, Iterable)
+    ):
+        raise ConfigurationTypeError(
+            "instance_params",
+            f"must be an iterable of keyword-argument mappings, got {instance_params!r}",
+        )
+    if payload is not None and not isinstance(payload, Payload):
+        raise ConfigurationTypeError("payload", f"must be a Payload or None, got {payload!r}")
+    if expiration is not None:
+        if not isinstance(expiration, dt.datetime):
+            raise ConfigurationTypeError(
+                "expiration", f"must be a datetime or None, got {expiration!r}"
+            )
+        if expiration.tzinfo is None or expiration.utcoffset() is None:
+            raise ConfigurationError(
+                "expiration", f"must be timezone-aware (e.g. UTC), got {expiration!r}"
+            )
+    if restart is not None and not isinstance(restart, RestartPolicy):
+        raise ConfigurationTypeError("restart", f"must be a RestartPolicy or None, got {restart!r}")
+    if health is not None and not isinstance(health, HealthCheck):
+        raise ConfigurationTypeError("health", f"must be a HealthCheck or None, got {health!r}")
+    for name, options in (
+        ("negotiation_options", negotiation_options),
+        ("demand_options", demand_options),
+    ):
+        if options is not None and not isinstance(options, Mapping):
+            raise ConfigurationTypeError(name, f"must be a mapping or None, got {options!r}")
+
+
 class _State(enum.Enum):
     """Where a :class:`Golem` is in its one life (as httpx's ``ClientState``)."""
 
@@ -135,7 +204,15 @@ class Golem:
             the main thread).
         timeouts: the engine's time bounds (see :class:`~golem_trio.services.Timeouts`).
         invoice_wait: how long to wait for final invoices at exit, in seconds.
+        daemon_outage_limit: how long (s, > 0; ``None``: no limit) the daemon may stay
+            unavailable before every service stops as ``DaemonLost`` (default 300); shorter
+            outages are ridden out.
         image_dirs: folders the embedded LocalNet looks for local images in.
+
+    Every setting is checked here, before anything runs: one the engine cannot use (a budget
+    that is not a finite number > 0, a negative ``invoice_wait``, a value of the wrong type)
+    raises :class:`~golem_trio.ConfigurationError` naming the parameter
+    (``ConfigurationTypeError``, also a ``TypeError``, for a wrong type).
 
     A ``Golem`` runs once: entering it again, while it runs or after its block ended, raises
     ``RuntimeError``, and so do :meth:`run_service`, :meth:`stop`, :meth:`set_budget` and
@@ -159,10 +236,47 @@ class Golem:
         timeouts: Timeouts | None = None,
         invoice_wait: float = 60.0,
         image_dirs: Iterable[str | os.PathLike[str]] = (),
+        daemon_outage_limit: float | None = 300.0,
     ) -> None:
-        self.budget = Decimal(str(budget))
-        if not self.budget > 0:
-            raise ValueError(f"budget must be > 0, got {budget!r}")
+        self.budget = _budget("budget", budget)
+        _optional_str("subnet_tag", subnet_tag)
+        for name, value in (
+            ("payment_driver", payment_driver),
+            ("payment_network", payment_network),
+            ("driver", driver),
+            ("network", network),
+        ):
+            _optional_str(name, value)
+        if event_consumer is not None and not callable(event_consumer):
+            raise ConfigurationTypeError(
+                "event_consumer", f"must be callable or None, got {event_consumer!r}"
+            )
+        _flag("stream_output", stream_output)
+        if handle_signals is not None:
+            _flag("handle_signals", handle_signals)
+        if api_config is not None and not isinstance(api_config, ApiConfig):
+            raise ConfigurationTypeError(
+                "api_config", f"must be an ApiConfig or None, got {api_config!r}"
+            )
+        if timeouts is not None and not isinstance(timeouts, Timeouts):
+            raise ConfigurationTypeError(
+                "timeouts", f"must be a Timeouts or None, got {timeouts!r}"
+            )
+        checked_wait = check_seconds("invoice_wait", invoice_wait, zero=True)
+        self.daemon_outage_limit = check_seconds(
+            "daemon_outage_limit", daemon_outage_limit, none=True
+        )
+        assert checked_wait is not None
+        if isinstance(image_dirs, str | bytes | os.PathLike):
+            raise ConfigurationTypeError(
+                "image_dirs", f"must be an iterable of folders, got {image_dirs!r}"
+            )
+        try:
+            dirs = [Path(p) for p in image_dirs]
+        except TypeError as exc:
+            raise ConfigurationTypeError(
+                "image_dirs", f"must be an iterable of folders, got {image_dirs!r}"
+            ) from exc
         self.subnet_tag = (
             subnet_tag if subnet_tag is not None else os.environ.get("YAGNA_SUBNET", "public")
         )
@@ -182,8 +296,8 @@ class Golem:
         self._localnet = localnet
         self._handle_signals = handle_signals
         self.timeouts = timeouts or Timeouts()
-        self.invoice_wait = invoice_wait
-        self._image_dirs = [Path(p) for p in image_dirs]
+        self.invoice_wait = checked_wait
+        self._image_dirs = dirs
         self._state = _State.UNOPENED
         #: The services engine, from the moment it runs (kept after the block, for
         #: :attr:`clusters`).
@@ -197,6 +311,10 @@ class Golem:
         self.payment_report: PaymentReport | None = None
         #: The daemon's URL (``None`` for an in-process LocalNet).
         self.api_url: str | None = None
+        #: This engine's application session on the daemon, random for each engine: its
+        #: agreements are confirmed under it, and agreement events, debit notes and invoices
+        #: are read for it only (docs/architecture.md §5.6).
+        self.app_session_id = f"golem-trio-{uuid.uuid4().hex}"
 
     # --- public ----------------------------------------------------------------------------
 
@@ -250,10 +368,23 @@ class Golem:
 
         ``restart`` (default: restart on failures before running, as yapapi) and ``health``
         (default: the activity's state every 10 s, 3 failures) apply to each instance.
-        Raises ``ServiceDefinitionError`` for a class the engine cannot drive, ``ValueError``
-        without a payload, ``RuntimeError`` outside the block or once the engine is stopping.
+        Raises :class:`~golem_trio.ConfigurationError` (a ``ValueError``; for a value of the
+        wrong type also a ``TypeError``) for an argument it cannot use (``num_instances`` not
+        an integer >= 0, a naive ``expiration``, ...), ``ServiceDefinitionError`` for a class
+        the engine cannot drive, ``ValueError`` without a payload, ``RuntimeError`` outside the
+        block or once the engine is stopping.
         Cancellation: if cancelled, nothing was started.
         """
+        _check_run_service(
+            num_instances,
+            instance_params,
+            payload,
+            expiration,
+            restart,
+            health,
+            negotiation_options,
+            demand_options,
+        )
         engine = self._require_engine("run_service")
         return await engine.run_service(
             service_class,
@@ -276,13 +407,14 @@ class Golem:
         """Top the budget up or cut it while services run (the allocation is amended). A cut
         can exhaust the budget at once, which stops every instance (``BudgetExhausted``).
 
-        Raises ``ValueError`` below what is spent, ``RuntimeError`` once the budget ran out or
+        Raises :class:`~golem_trio.ConfigurationError` for a budget that is not a positive
+        number, ``ValueError`` below what is spent, ``RuntimeError`` once the budget ran out or
         outside the block, and the daemon's errors (a top-up the account cannot fund).
         Cancellation: if cancelled while the daemon is asked, the allocation may have changed
         and the budget not.
         """
         payments = self.payments
-        amount = Decimal(str(budget))
+        amount = _budget("set_budget: budget", budget)
         try:
             await payments.set_budget(amount)
         finally:
@@ -383,17 +515,20 @@ class Golem:
                 swallowed, pending = False, raised
             if exc is not None and _is_keyboard_interrupt(exc):
                 self._interrupted = self._interrupted or "SIGINT"
-            if self._interrupted is not None:
-                reason: StopReason = Interrupted(self._interrupted)
-            else:
-                reason = engine.stop_reason or GolemExit()
-            self.emit(ShutdownStarted(reason=reason.message))
-            engine.stop(reason)
-            with trio.move_on_after(self.timeouts.exit_wait, shield=True):
-                await engine.wait_finished()
-            # The stack holds scopes entered before the body: it cannot run inside a new scope.
-            # Its own cleanups (invoice wait, allocation release) are shielded and bounded.
-            await stack.aclose()
+            try:
+                if self._interrupted is not None:
+                    reason: StopReason = Interrupted(self._interrupted)
+                else:
+                    reason = engine.stop_reason or GolemExit()
+                self.emit(ShutdownStarted(reason=reason.message))
+                engine.stop(reason)
+                with trio.move_on_after(self.timeouts.exit_wait, shield=True):
+                    await engine.wait_finished()
+            finally:
+                # Whatever the steps above raised, the rest is closed. The stack holds scopes
+                # entered before the body: it cannot run inside a new scope. Its own cleanups
+                # (invoice wait, allocation release) are shielded and bounded.
+                await stack.aclose()
         finally:
             self._state = _State.CLOSED
         if self._interrupted is not None:
@@ -417,6 +552,7 @@ class Golem:
                         invoice_wait=self.invoice_wait,
                         emit=self.emit,
                         now=now,
+                        app_session_id=self.app_session_id,
                     ) as payments:
                         self._payments = payments
                         async with open_engine(
@@ -430,6 +566,7 @@ class Golem:
                             timeouts=self.timeouts,
                             now=now,
                             resolver=self._resolver,
+                            daemon_outage_limit=self.daemon_outage_limit,
                         ) as engine:
                             self._engine = engine
                             if self._interrupted is not None:  # a signal while starting

@@ -12,6 +12,9 @@ pay, and the other way round:
 * :class:`AgreementTerms`: the terms of one approved agreement, with its parties and its
   approval and end (:meth:`AgreementTerms.from_agreement`);
 * :class:`Tolerance`: the slack billing grants honest providers;
+* :func:`terms_shortfall`: whether a provider's answer to our negotiable terms is as good or
+  better for the requestor (the market signs only such answers, and billing reads the
+  agreement made of them);
 * :class:`TermsError`: terms that are missing or unusable, naming the property at fault.
 
 **Usage counters.** Only :data:`CPU_SEC` and :data:`DURATION_SEC` (:data:`BOUNDED_COUNTERS`)
@@ -45,6 +48,8 @@ __all__ = [
     "DEBIT_NOTE_INTERVAL",
     "DURATION_SEC",
     "LINEAR_COEFFS",
+    "MAX_INTERVAL_FACTOR",
+    "NEGOTIABLE_TERMS",
     "PAYMENT_TIMEOUT",
     "PRICING_MODEL",
     "USAGE_VECTOR",
@@ -53,6 +58,7 @@ __all__ = [
     "Terms",
     "TermsError",
     "Tolerance",
+    "terms_shortfall",
 ]
 
 PRICING_MODEL: Final = "golem.com.pricing.model"
@@ -62,6 +68,11 @@ CPU_THREADS: Final = "golem.inf.cpu.threads"
 DEBIT_NOTE_INTERVAL: Final = "golem.com.scheme.payu.debit-note.interval-sec?"
 PAYMENT_TIMEOUT: Final = "golem.com.scheme.payu.payment-timeout-sec?"
 ACCEPT_TIMEOUT: Final = "golem.com.payment.debit-notes.accept-timeout?"
+
+#: The negotiable terms the market compares between its counter and the provider's Draft.
+NEGOTIABLE_TERMS: Final = (ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL, PAYMENT_TIMEOUT)
+#: A provider may answer with a debit-note interval up to this many times the one asked for.
+MAX_INTERVAL_FACTOR: Final = Decimal(2)
 
 CPU_SEC: Final = "golem.usage.cpu_sec"
 DURATION_SEC: Final = "golem.usage.duration_sec"
@@ -135,6 +146,43 @@ def _seconds(
     if any(v <= 0 for v in values):
         raise TermsError(prop, "must be a positive number of seconds")
     return max(values) if pick == "max" else min(values)
+
+
+def terms_shortfall(wanted: Mapping[str, Any], offered: Mapping[str, Any]) -> str | None:
+    """Why the negotiable terms ``offered`` (a provider's Draft) are worse for the requestor than
+    ``wanted`` (our counter), or ``None`` when they are as good or better.
+
+    For each term ``wanted`` states, ``offered`` must state it too, as a positive number of
+    seconds, and:
+
+    - the debit-note accept timeout may be longer (more time to accept), not shorter;
+    - the debit-note interval may be longer (fewer notes), up to :data:`MAX_INTERVAL_FACTOR`
+      times the one asked for, not shorter;
+    - the payment timeout may be longer (paid later), not shorter.
+
+    Terms ``wanted`` leaves open are the provider's. :meth:`Terms.from_properties` reads the
+    agreement made of such a Draft with the safer value of each term, so billing stays within
+    what the requestor asked for.
+    """
+    for prop in NEGOTIABLE_TERMS:
+        if _lookup(wanted, prop) is None:
+            continue
+        ours = _number(prop, _lookup(wanted, prop), "the value")
+        raw = _lookup(offered, prop)
+        if raw is None:
+            return f"{prop}: missing, {ours} s asked for"
+        try:
+            theirs = _number(prop, raw, "the value")
+        except TermsError as exc:
+            return str(exc)
+        if theirs < ours:
+            return f"{prop}: {theirs} s is shorter than the {ours} s asked for"
+        if prop == DEBIT_NOTE_INTERVAL and theirs > ours * MAX_INTERVAL_FACTOR:
+            return (
+                f"{prop}: {theirs} s is more than {MAX_INTERVAL_FACTOR} times the {ours} s "
+                "asked for"
+            )
+    return None
 
 
 # --- the pricing model -------------------------------------------------------------------------

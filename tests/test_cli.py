@@ -72,18 +72,29 @@ async def test_localnet_prints_the_url_and_key_serves_and_stops_cleanly(
 
 
 async def test_the_same_seed_gives_the_same_identity(tmp_path: Path) -> None:
-    keys = []
+    keys, identities = [], []
     for run in range(2):
         async with localnet_process(
             tmp_path / f"stderr{run}.txt", "--port", "0", "--providers", "0", "--seed", "7"
         ) as process:
             assert process.stdout is not None
-            keys.append(parse_assignments(await read_lines(process.stdout, 2))["YAGNA_APPKEY"])
+            variables = parse_assignments(await read_lines(process.stdout, 2))
+            key = variables["YAGNA_APPKEY"]
+            keys.append(key)
+            with trio.fail_after(STOP_TIMEOUT):
+                async with httpx2.AsyncClient(base_url=variables["YAGNA_API_URL"]) as client:
+                    reply = await client.get("/me", headers={"Authorization": f"Bearer {key}"})
+                    assert reply.status_code == 200
+                    identities.append(reply.json()["identity"])
             process.send_signal(signal.SIGTERM)
             with trio.fail_after(STOP_TIMEOUT):
                 await process.wait()
             assert process.returncode == 0
-    assert keys[0] == keys[1]
+    # The seed gives the identity (the node id); the app key is random every time, so that
+    # knowing the seed does not let anyone drive the network.
+    assert identities[0] == identities[1]
+    assert keys[0] != keys[1]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", key) for key in keys)
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "::", "example.com", "[::]"])
@@ -120,8 +131,13 @@ async def test_a_named_fault_plan_is_served(tmp_path: Path) -> None:
         variables = parse_assignments(await read_lines(process.stdout, 2))
         with trio.fail_after(STOP_TIMEOUT):
             async with httpx2.AsyncClient(base_url=variables["YAGNA_API_URL"]) as client:
-                reply = await client.get("/localnet/faults")
+                # LocalNet's control routes want the app key, as the daemon's API does.
+                assert (await client.get("/localnet/faults")).status_code == 401
+                assert (await client.get("/localnet/ledger")).status_code == 401
+                auth = {"Authorization": f"Bearer {variables['YAGNA_APPKEY']}"}
+                reply = await client.get("/localnet/faults", headers=auth)
                 assert reply.status_code == 200
+                assert (await client.get("/localnet/ledger", headers=auth)).status_code == 200
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(STOP_TIMEOUT):
             await process.wait()

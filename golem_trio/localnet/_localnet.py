@@ -280,7 +280,7 @@ class LocalNet:
                 *activity_routes(daemon, activity),
                 *payment_routes(daemon, payment),
                 *vpn_routes(daemon, self.vpn),
-                *fault_routes(self.faults),
+                *fault_routes(self.faults, daemon),
                 *ledger_routes(self),
             ],
             middleware=[Middleware(DaemonFaultMiddleware, faults=self.faults)],

@@ -47,11 +47,13 @@ from ._demand import InvalidPlatform as InvalidPlatform
 from ._demand import build_demand as build_demand
 from ._demand import counter_properties as counter_properties
 from ._demand import platform_address_property as platform_address_property
+from ._negotiation import Admit as Admit
 from ._negotiation import AgreementInfo as AgreementInfo
 from ._negotiation import AgreementRejected as AgreementRejected
 from ._negotiation import AgreementSigned as AgreementSigned
 from ._negotiation import AgreementWithdrawn as AgreementWithdrawn
 from ._negotiation import Negotiation as Negotiation
+from ._negotiation import NotAdmitted as NotAdmitted
 from ._negotiation import ProposalReceived as ProposalReceived
 from ._negotiation import ProposalRejected as ProposalRejected
 from ._negotiation import ProviderBanned as ProviderBanned
@@ -110,6 +112,7 @@ __all__ = [
     "PAYMENT_TIMEOUT",
     "REGISTRY_URL_ENV",
     "SUBNET",
+    "Admit",
     "AgreementInfo",
     "AgreementRejected",
     "AgreementSigned",
@@ -136,6 +139,7 @@ __all__ = [
     "MinResources",
     "Negotiation",
     "Not",
+    "NotAdmitted",
     "OfferError",
     "OfferFilter",
     "OfferPool",

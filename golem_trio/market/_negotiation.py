@@ -34,13 +34,15 @@ import datetime as dt
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 import trio
 
-from golem_trio.terms import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL, PAYMENT_TIMEOUT, Terms, TermsError
+from golem_trio._errors import GolemError
+from golem_trio.terms import NEGOTIABLE_TERMS, Terms, TermsError, terms_shortfall
 from golem_trio.yagna import (
+    TRANSIENT_ERRORS,
     ApiError,
     DemandOfferBase,
     NotFound,
@@ -54,11 +56,13 @@ from ._demand import counter_properties
 from ._offers import OfferFilter, OfferPool, OfferView, ProviderBans, Scorer
 
 __all__ = [
+    "Admit",
     "AgreementInfo",
     "AgreementRejected",
     "AgreementSigned",
     "AgreementWithdrawn",
     "Negotiation",
+    "NotAdmitted",
     "ProposalReceived",
     "ProposalRejected",
     "ProviderBanned",
@@ -67,8 +71,6 @@ __all__ = [
 
 _IS_FINAL = "golem.proposal.rejection.is-final"
 _NAME = "golem.node.id.name"
-#: The negotiable terms compared between our counter and the provider's Draft.
-NEGOTIABLE_TERMS = (ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL, PAYMENT_TIMEOUT)
 
 
 # -- Events -----------------------------------------------------------------------------------
@@ -160,6 +162,20 @@ class _Skip(Exception):
     """This offer did not lead to an agreement; try the next."""
 
 
+#: Asked by :meth:`Negotiation.sign` whether an agreement on these terms may be made.
+Admit: TypeAlias = Callable[[Terms], bool]
+
+
+class NotAdmitted(GolemError):
+    """:meth:`Negotiation.sign` was told not to make an agreement on ``terms`` (offered by
+    ``provider_id``); nothing was created."""
+
+    def __init__(self, provider_id: str, terms: Terms) -> None:
+        super().__init__(f"an agreement with {provider_id} on these terms was not admitted")
+        self.provider_id = provider_id
+        self.terms = terms
+
+
 def _wall_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -229,19 +245,32 @@ class Negotiation:
         return sub
 
     async def _collect(self) -> None:
-        sub = self.subscription_id
+        """Collect offers until cancelled. A lost subscription is published again; the
+        daemon's faults (:data:`~golem_trio.yagna.TRANSIENT_ERRORS`) are reported to the
+        client's monitor and ridden out with a bounded, jittered pause, also while publishing
+        again. Other errors end the task (and the block)."""
+        sub: str | None = self.subscription_id
         assert sub is not None
+        ride = self.yagna.monitor.ride_out("collectOffers")
         while True:
             try:
+                if sub is None:
+                    sub = await self._subscribe()
                 events = await self.yagna.market.collect_offers(
                     sub, wait=self.poll_wait, max_events=100
                 )
             except NotFound:
                 # Expired or dropped by the daemon: publish again; old proposals are void.
+                ride.succeeded()
                 for entry in self.pool.entries():
                     self.pool.remove(entry.offer.provider_id)
-                sub = await self._subscribe()
+                sub = None
+                await trio.lowlevel.checkpoint()
                 continue
+            except TRANSIENT_ERRORS as exc:
+                await ride.failed(exc)
+                continue
+            ride.succeeded()
             for event in events:
                 self._dispatch(event)
 
@@ -289,12 +318,17 @@ class Negotiation:
 
     # -- signing ------------------------------------------------------------------------------
 
-    async def sign(self) -> AgreementInfo:
+    async def sign(self, admit: Admit | None = None) -> AgreementInfo:
         """Negotiate and sign one agreement; returns it once the provider approved it.
 
         Waits for offers as long as it takes (bound it with :func:`trio.fail_after`). Offers
         that fail are skipped. If cancelled, an agreement it created and did not return is
         cancelled (shielded, bounded by ``cleanup_timeout``).
+
+        ``admit``, when given, is asked with the terms of the agreement about to be made (the
+        Draft's, read with our demand as billing reads them) before it is created; when it
+        says no, the offer goes back to the pool and :class:`NotAdmitted` is raised (nothing
+        was created).
         """
         while True:
             changed = self._offers_changed
@@ -304,7 +338,7 @@ class Negotiation:
                 entry = self.pool.pop_best(trio.current_time())
                 if entry is not None:
                     with contextlib.suppress(_Skip):
-                        return await self._attempt(entry.offer)
+                        return await self._attempt(entry.offer, admit)
                     continue
             # Bans end and offers arrive: look again at least every second.
             with trio.move_on_after(1.0):
@@ -350,22 +384,27 @@ class Negotiation:
                 self._ban(offer.provider_id, f"rejected our proposal: {reason}")
                 raise _Skip(reason)
             draft = answer.proposal
-            # Terms the demand leaves open (say, the debit-note interval) are the provider's.
-            theirs = _terms(draft.properties)
-            if all(theirs.get(key) == value for key, value in wanted.items()):
+            # Terms the demand leaves open (say, the debit-note interval) are the provider's;
+            # those it states may come back as good or better for us (terms.terms_shortfall).
+            if terms_shortfall(wanted, draft.properties) is None:
                 return answer
             proposal_id, their_properties = draft.proposal_id, draft.properties
         self._ban(offer.provider_id, "no agreement on terms")
         raise _Skip("no agreement on terms")
 
-    async def _attempt(self, offer: OfferView) -> AgreementInfo:
+    async def _attempt(self, offer: OfferView, admit: Admit | None = None) -> AgreementInfo:
         draft = (await self._negotiate(offer)).proposal
         try:
             # The agreement's offer side is the Draft: its terms must be ones billing can pay.
             Terms.from_properties(draft.properties)
+            terms = Terms.from_properties(draft.properties, self.demand.properties)
         except TermsError as exc:
             self._ban(offer.provider_id, f"unusable terms: {exc}")
             raise _Skip(str(exc)) from exc
+        if admit is not None and not admit(terms):
+            # Not this provider's fault: its offer stays in the pool for later.
+            self.pool.add(offer, trio.current_time())
+            raise NotAdmitted(offer.provider_id, terms)
         valid_to = self._now() + dt.timedelta(seconds=self.valid_for)
         # Shielded and bounded: once the daemon made the agreement its id must be known here,
         # or a cancellation would leave it proposed with nobody to cancel it.
@@ -479,7 +518,8 @@ async def open_negotiation(
     The demand is published before the block starts and again whenever the daemon drops it
     (``NotFound`` on collection: an expired or withdrawn subscription). Leaving the block
     cancels collection and withdraws the demand (shielded, at most ``cleanup_timeout``
-    seconds). Errors of the collection loop other than a lost subscription end the block.
+    seconds). The collection loop rides out the daemon's faults (reported to
+    ``yagna.monitor``); its other errors, but a lost subscription, end the block.
     """
     if max_parallel < 1 or max_rounds < 1:
         raise ValueError("max_parallel and max_rounds must be >= 1")

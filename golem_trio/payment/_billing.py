@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal, TypeAlias
 
@@ -127,6 +127,9 @@ class _Activity:
     last_note_at: dt.datetime | None = None
     #: Whether the caller announced the start (then the first note is paced from it too).
     announced: bool = False
+    #: The daemon's last reading of the activity's usage counters, and when it was taken.
+    usage: tuple[Decimal, ...] | None = None
+    usage_at: dt.datetime | None = None
 
 
 @attrs.define
@@ -153,6 +156,27 @@ class AgreementBilling:
         activity = self._activities.setdefault(activity_id, _Activity(at))
         activity.started_at = at
         activity.announced = True
+
+    def activity_usage(
+        self, activity_id: str, usage: Sequence[float | Decimal], at: dt.datetime
+    ) -> bool:
+        """The daemon read the activity's usage counters ``usage`` (in the order of the usage
+        vector) at ``at``: its invoice share is then bounded by their price plus the worst case
+        of the time since. A reading that does not fit the usage vector (its length, or a
+        counter negative or not finite) is ignored; returns whether it was kept."""
+        counters = self.terms.pricing.counters
+        if len(usage) != len(counters):
+            return False
+        values: list[Decimal] = []
+        for value in usage:
+            number = value if isinstance(value, Decimal) else Decimal(str(value))
+            if not number.is_finite() or number < 0:
+                return False
+            values.append(number)
+        activity = self._activity(activity_id)
+        activity.usage = tuple(values)
+        activity.usage_at = at
+        return True
 
     def activity_ended(self, activity_id: str, at: dt.datetime) -> None:
         activity = self._activities.setdefault(activity_id, _Activity(self.terms.approved_at))
@@ -360,6 +384,20 @@ class AgreementBilling:
             )
         return Accept(amount, {"amount": amount, "elapsed_sec": elapsed, "max_amount": maximum})
 
+    def _growth(self, since: dt.datetime, now: dt.datetime, activity: _Activity) -> Decimal:
+        """The most an activity can honestly add from ``since`` to its end (tolerance and grace
+        included, the fixed price not)."""
+        grace = Decimal(str(self.tolerance.grace.total_seconds()))
+        after = self._elapsed(since, now, activity.ended_at) - grace
+        growth = self.terms.max_cost(max(after, Decimal(0)) + grace, self.tolerance)
+        return growth - self.terms.pricing.fixed
+
+    def _usage_price(self, usage: tuple[Decimal, ...]) -> Decimal:
+        """The price of ``usage`` with the relative tolerance on its variable part."""
+        pricing = self.terms.pricing
+        price = pricing.cost(usage)
+        return price + (price - pricing.fixed) * self.tolerance.relative
+
     def _check_usage(
         self, vector: list[float], amount: Decimal, elapsed: Decimal
     ) -> tuple[str, Figures] | None:
@@ -427,20 +465,29 @@ class AgreementBilling:
             Decimal(0),
         )
         # Tighter where debit notes were accepted: each activity's last accepted amount plus
-        # the most it can have accrued between that note and its end.
+        # the most it can have accrued between that note and its end. Tighter still where the
+        # daemon read the activity's usage: the price of that usage plus the most the time
+        # after the reading can add.
         grace = Decimal(str(self.tolerance.grace.total_seconds()))
         since_notes = Decimal(0)
+        by_usage = Decimal(0)
         for activity in self._activities.values():
             if activity.last_note_at is None:
-                since_notes += self.terms.max_cost(
+                bound = self.terms.max_cost(
                     self._elapsed(activity.started_at, now, activity.ended_at), self.tolerance
                 )
-                continue
-            after = self._elapsed(activity.last_note_at, now, activity.ended_at) - grace
-            growth = self.terms.max_cost(max(after, Decimal(0)) + grace, self.tolerance)
-            since_notes += activity.accepted + growth - self.terms.pricing.fixed
+            else:
+                bound = activity.accepted + self._growth(activity.last_note_at, now, activity)
+            since_notes += bound
+            if activity.usage is not None and activity.usage_at is not None:
+                # The reading and the activity's end are on the daemon's clock: no grace.
+                read = self._usage_price(activity.usage)
+                after = self._elapsed(activity.usage_at, now, activity.ended_at) - grace
+                growth = self.terms.max_cost(max(after, Decimal(0)), self.tolerance)
+                bound = min(bound, read + growth - self.terms.pricing.fixed)
+            by_usage += bound
         if self._activities:
-            maximum = min(maximum, since_notes)
+            maximum = min(maximum, since_notes, by_usage)
         figures |= {"max_amount": maximum, "activities": len(starts)}
         if amount > maximum:
             return Reject(

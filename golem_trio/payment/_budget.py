@@ -13,15 +13,31 @@ honest providers. From that it projects the spend and answers three questions:
   :meth:`~BudgetLedger.time_left` runs out, re-planning whenever an agreement opens or closes or
   an amount is accepted, then sets :attr:`BudgetLedger.exhausted` with the figures behind it.
 
-The projection for a stop at time ``T`` (ledger clock) is::
+The *exposure* for a stop at time ``T`` (ledger clock) is what can still be spent if every open
+agreement is told to stop at ``T``::
 
     Σ settled invoices
-    + Σ closed agreements   max(accepted_i, W_i(closed_at_i - started_at_i))
-    + Σ open agreements     max(accepted_i, W_i(T + shutdown - started_at_i))
+    + Σ closed agreements   B_i(closed_at_i)
+    + Σ open agreements     B_i(max(T, checkpoint_i) + shutdown)
+
+    B_i(end) = max(accepted_i, min(W_i(end - started_at_i),
+                                   accepted_i + W_i(end - noted_at_i) - fixed_i))
+    checkpoint_i = (noted_at_i or started_at_i) + debit_note_interval_i + grace
 
 where ``W_i(elapsed) = terms_i.max_cost(max(elapsed, 0) + grace, tolerance)`` is the largest
-invoice billing would accept for an agreement that ran ``elapsed`` seconds (one activity). It is
-piecewise linear and non-decreasing in ``T``, so the latest safe stop time is found exactly.
+invoice billing would accept for an agreement that ran ``elapsed`` seconds (one activity), and
+``noted_at_i`` is when the last accepted debit note was issued (the second bound only counts once
+one was accepted). So an open agreement counts what was accepted plus its worst case over the
+window it has not been billed for yet: from its last accepted note up to the next one it must
+accept or refuse (``checkpoint_i``; an agreement without a debit-note interval has no such
+checkpoint and is counted up to ``T``), plus the shutdown allowance. Billing accepts no invoice
+above ``B_i`` of the agreement's end (see :mod:`._billing`), so an agreement stopped within the
+allowance costs at most its share. The exposure is non-decreasing in ``T``; the latest safe stop
+time is found from a piecewise-linear bound that equals it up to the checkpoints.
+
+Before an agreement is signed, :meth:`BudgetLedger.reserve` checks that its worst-case exposure
+still fits and holds it until the agreement opens (:meth:`BudgetLedger.open_agreement` with the
+reservation) or is given up (:meth:`BudgetLedger.release`).
 
 :attr:`BudgetLedger.spent` (what was accepted) never exceeds the budget:
 :meth:`~BudgetLedger.accepted` and :meth:`~BudgetLedger.settled` raise :class:`BudgetExceeded`
@@ -35,11 +51,12 @@ import decimal
 import math
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from typing import cast
 
 import attrs
 import trio
 
-from golem_trio.terms import AgreementTerms, Tolerance
+from golem_trio.terms import AgreementTerms, Terms, Tolerance
 
 from .._errors import GolemError
 
@@ -144,15 +161,20 @@ class ExhaustedReason:
 
 @attrs.define
 class _Agreement:
-    terms: AgreementTerms
+    terms: Terms
     started_at: float
     #: The worst case is linear in the billed time: ``base + rate * seconds`` (tolerance in),
     #: kept here so projections over many agreements stay cheap.
     base: Decimal
     rate: Decimal
+    #: Seconds after the last accepted note (or the start) by which the next one must come;
+    #: ``None`` without a negotiated interval.
+    window: Decimal | None = None
     closed_at: float | None = None
     accepted: Decimal = Decimal(0)
     settled: Decimal | None = None
+    #: When the last accepted debit note was issued (ledger clock).
+    noted_at: float | None = None
 
     @property
     def is_open(self) -> bool:
@@ -208,6 +230,7 @@ class BudgetLedger:
         self._grace = Decimal(str(self._tolerance.grace.total_seconds()))
         self._clock = clock
         self._agreements: dict[str, _Agreement] = {}
+        self._reservations: dict[object, _Agreement] = {}
         self._spent = Decimal(0)
         self._changed = trio.Event()
         self._exhausted = trio.Event()
@@ -231,7 +254,25 @@ class BudgetLedger:
 
     @property
     def shutdown(self) -> float:
+        """Seconds counted for stopping an open agreement once told to stop."""
         return self._shutdown
+
+    @shutdown.setter
+    def shutdown(self, seconds: float) -> None:
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"the shutdown allowance must be >= 0 seconds, got {seconds}")
+        self._shutdown = seconds
+        self._notify()
+
+    def now(self) -> float:
+        """The ledger's clock."""
+        return self._clock()
+
+    @property
+    def changed(self) -> trio.Event:
+        """Set (and replaced) whenever the figures change: an agreement opens or closes, an
+        amount is accepted, a reservation is made or released, the budget changes."""
+        return self._changed
 
     @property
     def spent(self) -> Decimal:
@@ -242,7 +283,9 @@ class BudgetLedger:
     def agreements(self) -> Mapping[str, AgreementSpend]:
         """A snapshot of every agreement the ledger knows."""
         return {
-            key: AgreementSpend(a.terms, a.started_at, a.closed_at, a.accepted, a.settled)
+            key: AgreementSpend(
+                cast(AgreementTerms, a.terms), a.started_at, a.closed_at, a.accepted, a.settled
+            )
             for key, a in self._agreements.items()
         }
 
@@ -280,7 +323,7 @@ class BudgetLedger:
             raise ValueError(f"the budget must be at least the margin ({margin})")
         # A cut must still pay for stopping everything now: spend can never exceed a budget.
         with decimal.localcontext(_CONTEXT):
-            stopping = self._stop_cost(_dec(self._clock()), self._agreements.values())
+            stopping = self._stop_cost(_dec(self._clock()), self._all())
         if budget - margin < stopping:
             raise ValueError(
                 f"the budget must cover stopping every agreement now ({stopping} + margin)"
@@ -289,17 +332,71 @@ class BudgetLedger:
 
     # --- facts from the caller ---
 
-    def open_agreement(self, terms: AgreementTerms, started_at: float | None = None) -> None:
-        """Count an approved agreement from ``started_at`` (default: now).
+    def open_agreement(
+        self,
+        terms: AgreementTerms,
+        started_at: float | None = None,
+        *,
+        reservation: object | None = None,
+    ) -> None:
+        """Count an approved agreement from ``started_at`` (default: now, or when its
+        ``reservation`` was made, which it takes the place of).
 
-        Call :meth:`can_afford` before signing: the agreement is counted even when it does not
+        Reserve before signing (:meth:`reserve`): the agreement is counted even when it does not
         fit (it is signed), and then the exhaustion signal fires at once.
         """
         if terms.agreement_id in self._agreements:
             raise ValueError(f"agreement {terms.agreement_id!r} is already in the ledger")
+        held = self._reservations.pop(reservation, None) if reservation is not None else None
         start = self._clock() if started_at is None else started_at
+        if held is not None and started_at is None:
+            start = min(start, held.started_at)
         self._agreements[terms.agreement_id] = self._new(terms, start)
         self._notify()
+
+    def exposure_of(self, terms: Terms) -> Decimal:
+        """The worst-case exposure of one new agreement on ``terms``: what it may cost by its
+        first checkpoint plus the shutdown allowance (see the module's docstring)."""
+        now = self._clock()
+        with decimal.localcontext(_CONTEXT):
+            return self._cost(self._new(terms, now), _dec(now))
+
+    def exposure(self, at: float | None = None) -> Decimal:
+        """What can still be spent if every open agreement (and reservation) is told to stop
+        at ``at`` (default: now): the figure the budget is exhausted on."""
+        when = _dec(self._clock() if at is None else at)
+        with decimal.localcontext(_CONTEXT):
+            return self._stop_cost(when, self._all())
+
+    def fits(self, terms: Terms) -> bool:
+        """Whether one more agreement on ``terms`` would fit now (see :meth:`reserve`)."""
+        if self._reason is not None:
+            return False
+        now = self._clock()
+        with decimal.localcontext(_CONTEXT):
+            new = self._new(terms, now)
+            return self._stop_cost(_dec(now), [*self._all(), new]) <= self.limit
+
+    def reserve(self, key: object, terms: Terms) -> bool:
+        """Hold room for an agreement about to be signed on ``terms`` under ``key`` (replacing
+        what ``key`` held), if its worst-case exposure fits with everything else under
+        ``budget - margin``; returns whether it did. Never once the budget ran out."""
+        self._reservations.pop(key, None)
+        fits = self.fits(terms)
+        if fits:
+            self._reservations[key] = self._new(terms, self._clock())
+        self._notify()
+        return fits
+
+    def release(self, key: object) -> None:
+        """Give up what ``key`` held (the agreement was not signed)."""
+        if self._reservations.pop(key, None) is not None:
+            self._notify()
+
+    @property
+    def reservations(self) -> int:
+        """How many agreements are reserved and not yet opened."""
+        return len(self._reservations)
 
     def closed(self, agreement_id: str, at: float | None = None) -> None:
         """The agreement ended at ``at`` (default: now); it accrues no more. The first end
@@ -314,10 +411,14 @@ class BudgetLedger:
         with decimal.localcontext(_CONTEXT):
             return amount >= 0 and self._spent + amount <= self._budget
 
-    def accepted(self, agreement_id: str, amount: Decimal) -> None:
+    def accepted(
+        self, agreement_id: str, amount: Decimal, *, noted_at: float | None = None
+    ) -> None:
         """``amount`` more was accepted for the agreement (a debit note's increase over what was
-        accepted before). Raises :class:`BudgetExceeded`, recording nothing, if it would spend
-        past the budget; accept the document only after this returns."""
+        accepted before); ``noted_at`` is when that note was issued (ledger clock), from which
+        the agreement's unbilled window then runs. Raises :class:`BudgetExceeded`, recording
+        nothing, if it would spend past the budget; accept the document only after this
+        returns."""
         agreement = self._get(agreement_id)
         if amount < 0:
             raise ValueError(f"an accepted amount must be >= 0, got {amount}")
@@ -328,6 +429,8 @@ class BudgetLedger:
         with decimal.localcontext(_CONTEXT):
             agreement.accepted += amount
             self._spent += amount
+        if noted_at is not None:
+            agreement.noted_at = noted_at
         self._notify()
 
     def check_settle(self, agreement_id: str, amount: Decimal) -> bool:
@@ -394,10 +497,10 @@ class BudgetLedger:
         if not math.isfinite(duration) or duration < 0:
             raise ValueError(f"the duration must be >= 0 seconds, got {duration}")
         now = self._clock()
-        new = self._new(terms, now)
         with decimal.localcontext(_CONTEXT):
+            new = self._new(terms, now)
             stop = _dec(now) + _dec(duration)
-            return self._stop_cost(stop, [*self._agreements.values(), new]) <= self.limit
+            return self._stop_cost(stop, [*self._all(), new]) <= self.limit
 
     # --- exhaustion ---
 
@@ -445,32 +548,62 @@ class BudgetLedger:
         self._changed.set()
         self._changed = trio.Event()
 
-    def _new(self, terms: AgreementTerms, started_at: float) -> _Agreement:
+    def _all(self) -> list[_Agreement]:
+        return [*self._agreements.values(), *self._reservations.values()]
+
+    def _new(self, terms: Terms, started_at: float) -> _Agreement:
         with decimal.localcontext(_CONTEXT):
             base = terms.max_cost(Decimal(0), self._tolerance)
-            return _Agreement(terms, started_at, base, self._rate(terms))
+            window = None
+            if terms.debit_note_interval is not None:
+                window = terms.debit_note_interval + self._grace
+            return _Agreement(terms, started_at, base, self._rate(terms), window)
 
-    def _worst(self, agreement: _Agreement, end: Decimal) -> Decimal:
-        """The largest invoice billing would accept if the agreement ends at ``end``
-        (``AgreementTerms.max_cost`` of the billed time, grace included: linear in it)."""
-        elapsed = max(end - _dec(agreement.started_at), Decimal(0))
-        return agreement.base + agreement.rate * (elapsed + self._grace)
+    def _bill(self, agreement: _Agreement, end: Decimal) -> Decimal:
+        """The largest invoice billing would accept if the agreement ends at ``end``: the worst
+        case over its lifetime, or (once a debit note was accepted) what was accepted plus the
+        worst case since that note, whichever is smaller; never below what was accepted."""
+        a = agreement
+        lifetime = a.base + a.rate * (max(end - _dec(a.started_at), Decimal(0)) + self._grace)
+        if a.noted_at is not None:
+            since = max(end - _dec(a.noted_at), Decimal(0)) + self._grace
+            variable = a.base - a.terms.pricing.fixed
+            lifetime = min(lifetime, a.accepted + variable + a.rate * since)
+        return max(a.accepted, lifetime)
 
-    def _cost(self, agreement: _Agreement, end_if_open: Decimal) -> Decimal:
+    def _checkpoint(self, agreement: _Agreement) -> Decimal | None:
+        """When the agreement's next debit note must have come (ledger clock)."""
+        if agreement.window is None:
+            return None
+        anchor = agreement.noted_at if agreement.noted_at is not None else agreement.started_at
+        return _dec(anchor) + agreement.window
+
+    def _cost(self, agreement: _Agreement, stop: Decimal) -> Decimal:
+        """What the agreement may cost in all if told to stop at ``stop``."""
         if agreement.settled is not None:
             return agreement.settled
-        end = end_if_open if agreement.closed_at is None else _dec(agreement.closed_at)
-        return max(agreement.accepted, self._worst(agreement, end))
+        if agreement.closed_at is not None:
+            return self._bill(agreement, _dec(agreement.closed_at))
+        checkpoint = self._checkpoint(agreement)
+        end = stop if checkpoint is None else max(stop, checkpoint)
+        return self._bill(agreement, end + _dec(self._shutdown))
 
     def _projection(self, at: Decimal) -> Decimal:
-        return sum((self._cost(a, at) for a in self._agreements.values()), Decimal(0))
+        """The agreements' cost if the open ones ran until ``at`` (no allowance, no window)."""
+        total = Decimal(0)
+        for a in self._agreements.values():
+            if a.settled is not None:
+                total += a.settled
+            else:
+                end = at if a.closed_at is None else _dec(a.closed_at)
+                total += self._bill(a, end)
+        return total
 
     def _stop_cost(self, stop: Decimal, agreements: Iterable[_Agreement]) -> Decimal:
-        """Worst total if the open agreements are told to stop at ``stop``."""
-        end = stop + _dec(self._shutdown)
-        return sum((self._cost(a, end) for a in agreements), Decimal(0))
+        """The exposure: worst total if the open agreements are told to stop at ``stop``."""
+        return sum((self._cost(a, stop) for a in agreements), Decimal(0))
 
-    def _rate(self, terms: AgreementTerms) -> Decimal:
+    def _rate(self, terms: Terms) -> Decimal:
         """The worst cost per second of one activity, tolerance included."""
         return terms.max_rate(self._tolerance)
 
@@ -483,55 +616,64 @@ class BudgetLedger:
                 return None
             return now if exact <= _dec(now) else _floor_float(exact)
 
-    def _exact_deadline(self, now: Decimal) -> Decimal | None:
-        agreements = list(self._agreements.values())
-        limit = self.limit
-        if self._stop_cost(now, agreements) > limit:
-            return now
-        # Each open agreement costs max(floor, base + rate * tau) when stopped at now + tau,
-        # with floor = max(accepted, W(0)): piecewise linear, so walk the breakpoints.
-        end = now + _dec(self._shutdown)
+    def _bound(self, now: Decimal) -> tuple[Decimal, list[tuple[Decimal, Decimal]]]:
+        """The exposure at ``now`` and, per open agreement that accrues, ``(from, rate)``: a
+        piecewise-linear bound of the exposure for a stop at ``T >= now`` is the value plus
+        ``Σ rate * max(T - from, 0)``. Up to its checkpoint an open agreement's exposure does
+        not grow; after it, by at most its rate (exactly, but for the clamps of
+        :meth:`_bill`)."""
         value = Decimal(0)
-        slope = Decimal(0)
-        pending: list[tuple[Decimal, Decimal]] = []
-        for a in agreements:
-            value += self._cost(a, end)
-            if not a.is_open:
-                continue
-            rate = a.rate
-            if rate == 0:
-                continue
-            at_start = self._worst(a, _dec(a.started_at))
-            floor = max(a.accepted, at_start)
-            linear = at_start + rate * (end - _dec(a.started_at))
-            if linear >= floor:
-                slope += rate
-            else:
-                pending.append(((floor - linear) / rate, rate))
-        pending.sort()
-        tau = Decimal(0)
-        for point, rate in pending:
-            if value + slope * (point - tau) > limit:
-                break
-            value += slope * (point - tau)
-            tau = point
-            slope += rate
-        if slope == 0:
+        growth: list[tuple[Decimal, Decimal]] = []
+        for a in self._all():
+            cost = self._cost(a, now)
+            value += cost
+            if a.is_open and a.rate > 0:
+                checkpoint = self._checkpoint(a)
+                start = now if checkpoint is None else max(now, checkpoint)
+                # What was accepted is a floor: growth starts once the worst case passes it.
+                end = start + _dec(self._shutdown)
+                line = a.base + a.rate * (end - _dec(a.started_at) + self._grace)
+                if a.noted_at is not None:
+                    variable = a.base - a.terms.pricing.fixed
+                    since = a.accepted + variable + a.rate * (end - _dec(a.noted_at) + self._grace)
+                    line = min(line, since)
+                if line < cost:
+                    start += (cost - line) / a.rate
+                growth.append((start, a.rate))
+        return value, growth
+
+    def _exact_deadline(self, now: Decimal) -> Decimal | None:
+        limit = self.limit
+        value, growth = self._bound(now)
+        if value > limit:
+            return now
+        if not growth:
             return None
+        growth.sort()
+        # Walk the points where each agreement starts to grow.
+        tau = now
+        slope = Decimal(0)
+        for start, rate in growth:
+            if start > tau:
+                step = value + slope * (start - tau)
+                if step > limit:
+                    break
+                value, tau = step, start
+            slope += rate
         with decimal.localcontext() as ctx:
             ctx.rounding = decimal.ROUND_FLOOR
-            tau += (limit - value) / slope
-        deadline = now + tau
-        # Guard against rounding: the projection at the deadline must fit.
-        step = max(abs(deadline), Decimal(1)) * Decimal("1e-40")
+            deadline = tau + (limit - value) / slope
+        # Guard against rounding: the exposure at the deadline must fit.
+        agreements = self._all()
+        step_size = max(abs(deadline), Decimal(1)) * Decimal("1e-40")
         while deadline > now and self._stop_cost(deadline, agreements) > limit:
-            deadline -= step
-            step *= 2
+            deadline -= step_size
+            step_size *= 2
         return max(deadline, now)
 
     def _fire(self, now: float) -> None:
         with decimal.localcontext(_CONTEXT):
-            agreements = list(self._agreements.values())
+            agreements = self._all()
             projected = self._stop_cost(_dec(now), agreements)
         self._reason = ExhaustedReason(
             at=now,
@@ -540,7 +682,11 @@ class BudgetLedger:
             budget=self._budget,
             margin=self._margin,
             shutdown=self._shutdown,
-            agreements=tuple(a.terms.agreement_id for a in agreements if a.is_open),
+            agreements=tuple(
+                a.terms.agreement_id
+                for a in self._agreements.values()
+                if a.is_open and isinstance(a.terms, AgreementTerms)
+            ),
         )
         self._exhausted.set()
         self._notify()

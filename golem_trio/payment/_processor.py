@@ -15,6 +15,7 @@ the start).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -25,14 +26,18 @@ import trio
 
 from golem_trio.terms import AgreementTerms, Tolerance
 from golem_trio.yagna import (
+    TRANSIENT_ERRORS,
+    ActivityUsage,
     AllocationUpdate,
     DebitNote,
     Invoice,
     NewAllocation,
     Reason,
     Rejection,
+    RideOut,
     YagnaClient,
     YagnaError,
+    is_transient,
 )
 
 from ._billing import Accept, BillingLedger, Decision, Reject, Terminate
@@ -50,6 +55,8 @@ __all__ = [
     "Unpaid",
     "open_payments",
 ]
+
+logger = logging.getLogger("golem_trio.payment")
 
 #: The reason given for documents refused because the budget would be exceeded.
 BUDGET_EXCEEDED = "BudgetExceeded"
@@ -146,6 +153,11 @@ class PaymentReport:
     invoices_rejected: int
     unpaid: tuple[Unpaid, ...]
     allocation_released: bool
+    #: The application session the documents were read for (``None``: the whole feeds).
+    app_session_id: str | None = None
+    #: Documents of agreements another application made, left alone (seen only without a
+    #: session: with one, the daemon does not report them).
+    documents_ignored: int = 0
 
 
 def _utcnow() -> dt.datetime:
@@ -173,8 +185,13 @@ class PaymentProcessor:
         now: Callable[[], dt.datetime],
         poll_wait: float,
         call_timeout: float,
+        app_session_id: str | None = None,
+        since: dt.datetime | None = None,
     ) -> None:
         self._yagna = yagna
+        #: The application session the engine's agreements are confirmed under; the document
+        #: feeds are read for that session only (``None``: the identity's whole feeds).
+        self.app_session_id = app_session_id
         self.allocation_id = allocation_id
         self.requestor_id = requestor_id
         self.budget = budget
@@ -184,8 +201,12 @@ class PaymentProcessor:
         self._poll_wait = poll_wait
         self._call_timeout = call_timeout
         self._events: list[PaymentEvent] = []
-        self._notes_after: dt.datetime | None = None
-        self._invoices_after: dt.datetime | None = None
+        # Both feeds are read from ``since`` on (the allocation's creation): older documents
+        # belong to earlier applications.
+        self._notes_after: dt.datetime | None = since
+        self._invoices_after: dt.datetime | None = since
+        #: Documents of agreements this processor neither registered nor made: left alone.
+        self.ignored = 0
         self._terminated: set[str] = set()
         self._invoiced: set[str] = set()
         self._paid: dict[str, Decimal] = {}
@@ -205,8 +226,11 @@ class PaymentProcessor:
 
     # --- facts from the caller ---
 
-    async def add_agreement(self, agreement_id: str) -> AgreementTerms:
-        """Fetch the approved agreement and register its terms for billing and the budget.
+    async def add_agreement(
+        self, agreement_id: str, *, reservation: object | None = None
+    ) -> AgreementTerms:
+        """Fetch the approved agreement and register its terms for billing and the budget
+        (where it takes the place of the budget ``reservation`` made before signing it).
 
         Raises :class:`BillingTermsError` for unusable terms (nothing is registered then).
         Cancellation: a checkpoint; if cancelled, nothing is registered.
@@ -215,7 +239,7 @@ class PaymentProcessor:
         terms = AgreementTerms.from_agreement(agreement, self.requestor_id)
         if self.billing.get(agreement_id) is None:
             self.billing.add(terms)
-            self.budget.open_agreement(terms)
+            self.budget.open_agreement(terms, reservation=reservation)
         self._notify()
         return terms
 
@@ -227,6 +251,17 @@ class PaymentProcessor:
             raise KeyError(f"agreement {agreement_id!r} is not registered")
         at = self._now()
         billing.activity_started(activity_id, at)
+
+    def activity_usage(self, agreement_id: str, activity_id: str, usage: ActivityUsage) -> bool:
+        """The daemon's reading of the activity's usage counters (``GET …/usage``): the
+        agreement's invoice is then accepted only up to the price of that usage plus the worst
+        case of the time after the reading. Returns whether the reading was usable."""
+        billing = self.billing.get(agreement_id)
+        if billing is None or usage.current_usage is None:
+            return False
+        now = self._now()
+        at = dt.datetime.fromtimestamp(usage.timestamp, dt.UTC) if usage.timestamp else now
+        return billing.activity_usage(activity_id, usage.current_usage, min(at, now))
 
     def agreement_ended(self, agreement_id: str) -> None:
         """The agreement ended now: it bounds billed time and stops accruing in the budget."""
@@ -279,10 +314,24 @@ class PaymentProcessor:
         return all(a in self._invoiced for a in self.billing.agreements)
 
     async def _poll_debit_notes(self) -> None:
+        """Poll debit-note events until cancelled, riding out the daemon's faults
+        (:data:`~golem_trio.yagna.TRANSIENT_ERRORS`: each is reported to the client's monitor
+        and retried after a bounded, jittered pause); other errors end the task."""
+        ride = self._yagna.monitor.ride_out("getDebitNoteEvents")
+        while True:
+            try:
+                await self._debit_note_rounds(ride)
+            except TRANSIENT_ERRORS as exc:
+                await ride.failed(exc)
+
+    async def _debit_note_rounds(self, ride: RideOut) -> None:
         while True:
             events = await self._yagna.payment.get_debit_note_events(
-                wait=self._poll_wait, after_timestamp=self._notes_after
+                wait=self._poll_wait,
+                after_timestamp=self._notes_after,
+                app_session_id=self.app_session_id,
             )
+            ride.succeeded()
             for event in events:
                 if "Received" in event.event_type and event.debit_note_id not in self._seen:
                     self._seen.add(event.debit_note_id)
@@ -291,12 +340,22 @@ class PaymentProcessor:
                 self._notes_after = event.event_date
 
     async def _poll_invoices(self) -> None:
+        """Poll invoice events until cancelled, riding out the daemon's faults as
+        :meth:`_poll_debit_notes` does."""
+        ride = self._yagna.monitor.ride_out("getInvoiceEvents")
         while True:
-            await self._invoice_round()
+            try:
+                await self._invoice_round()
+            except TRANSIENT_ERRORS as exc:
+                await ride.failed(exc)
+            else:
+                ride.succeeded()
 
     async def _invoice_round(self) -> None:
         events = await self._yagna.payment.get_invoice_events(
-            wait=self._poll_wait, after_timestamp=self._invoices_after
+            wait=self._poll_wait,
+            after_timestamp=self._invoices_after,
+            app_session_id=self.app_session_id,
         )
         for event in events:
             if "Received" in event.event_type and event.invoice_id not in self._seen:
@@ -309,7 +368,14 @@ class PaymentProcessor:
         await trio.lowlevel.checkpoint()
         try:
             note = await self._yagna.payment.get_debit_note(debit_note_id)
-        except YagnaError:
+        except YagnaError as exc:
+            if is_transient(exc):
+                # The daemon failed, not the note: read it again on the next round (the
+                # feed's cursor stays before its event).
+                self._seen.discard(debit_note_id)
+                raise
+            return
+        if self._made_elsewhere("debit note", debit_note_id, note.agreement_id):
             return
         decision = self.billing.check_debit_note(note, self._now())
         if isinstance(decision, Accept):
@@ -319,6 +385,20 @@ class PaymentProcessor:
             await self._terminate(note, decision)
         else:
             self._refuse_note(note, decision.reason.value, decision.message)
+
+    def _made_elsewhere(self, kind: str, document_id: str, agreement_id: str) -> bool:
+        """Whether a document belongs to an agreement another application made; such a
+        document is left alone (neither accepted nor rejected) and counted.
+
+        With an application session the daemon reports the session's documents only, so every
+        document that comes is of an agreement this engine made, registered or not (an
+        unregistered one is refused as billing says). Without a session the processor cannot
+        tell: a document of an agreement it did not register is left alone."""
+        if self.app_session_id is not None or self.billing.get(agreement_id) is not None:
+            return False
+        self.ignored += 1
+        logger.debug("%s %s of agreement %s: not ours, left alone", kind, document_id, agreement_id)
+        return True
 
     def _refuse_note(self, note: DebitNote, reason: str, message: str) -> None:
         self._record(
@@ -337,8 +417,10 @@ class PaymentProcessor:
         spend = self.budget.agreements.get(note.agreement_id)
         already = spend.accepted if spend is not None else Decimal(0)
         increase = max(decision.amount - already, Decimal(0))
+        # The agreement's unbilled window runs from when the note was issued (ledger clock).
+        age = (self._now() - note.timestamp).total_seconds()
         try:
-            self.budget.accepted(note.agreement_id, increase)
+            self.budget.accepted(note.agreement_id, increase, noted_at=self.budget.now() - age)
         except BudgetExceeded as exc:
             self._refuse_note(note, BUDGET_EXCEEDED, str(exc))
             return
@@ -379,7 +461,12 @@ class PaymentProcessor:
         await trio.lowlevel.checkpoint()
         try:
             invoice = await self._yagna.payment.get_invoice(invoice_id)
-        except YagnaError:
+        except YagnaError as exc:
+            if is_transient(exc):
+                self._seen.discard(invoice_id)  # read it again on the next round
+                raise
+            return
+        if self._made_elsewhere("invoice", invoice_id, invoice.agreement_id):
             return
         decision: Decision = self.billing.check_invoice(invoice, self._now())
         known = self.billing.get(invoice.agreement_id) is not None
@@ -450,10 +537,17 @@ class PaymentProcessor:
         )
 
     async def _drain_invoices(self) -> None:
-        """Poll invoices until every registered agreement has had one decided."""
+        """Poll invoices until every registered agreement has had one decided, riding out
+        the daemon's faults (the caller bounds the wait)."""
         await trio.lowlevel.checkpoint()
+        ride = self._yagna.monitor.ride_out("getInvoiceEvents")
         while not self._all_invoiced():
-            await self._invoice_round()
+            try:
+                await self._invoice_round()
+            except TRANSIENT_ERRORS as exc:
+                await ride.failed(exc)
+            else:
+                ride.succeeded()
 
     def _make_report(self, released: bool) -> PaymentReport:
         unpaid = dict(self._unpaid)
@@ -472,6 +566,8 @@ class PaymentProcessor:
             ),
             unpaid=tuple(unpaid.values()),
             allocation_released=released,
+            app_session_id=self.app_session_id,
+            documents_ignored=self.ignored,
         )
 
 
@@ -488,6 +584,7 @@ async def open_payments(
     now: Callable[[], dt.datetime] = _utcnow,
     poll_wait: float = 5.0,
     call_timeout: float = 30.0,
+    app_session_id: str | None = None,
 ) -> AsyncIterator[PaymentProcessor]:
     """Create an allocation of ``budget`` on ``platform`` and pay from it while open.
 
@@ -500,6 +597,12 @@ async def open_payments(
     such documents are refused with an event. Every decision goes to ``emit`` (called
     synchronously from the processor's tasks; it must not block) and to
     :attr:`PaymentProcessor.events`. ``now`` is the clock documents are judged by.
+
+    Both feeds are read from the allocation's creation on, so documents of earlier applications
+    on the same daemon never come. With ``app_session_id`` (the session the caller confirms its
+    agreements under) they are read for that session only: documents of other applications
+    never come at all. Without it, a document of an agreement not registered is left alone
+    (counted in :attr:`PaymentReport.documents_ignored`), never accepted nor rejected.
 
     On exit (normal, error or cancellation) the processor waits up to ``invoice_wait`` seconds
     for the invoices of every registered agreement, pays the valid ones, releases the allocation
@@ -527,6 +630,8 @@ async def open_payments(
         now=now,
         poll_wait=poll_wait,
         call_timeout=call_timeout,
+        app_session_id=app_session_id,
+        since=allocation.timestamp,
     )
     released = False
     try:

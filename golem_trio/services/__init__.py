@@ -14,6 +14,7 @@ top, ``_engine``.
 
 from golem_trio._exports import fixup_module_metadata
 
+from ._cluster import BudgetTooSmall as BudgetTooSmall
 from ._cluster import Cluster as Cluster
 from ._cluster import ClusterClosed as ClusterClosed
 from ._cluster import InstancesLost as InstancesLost
@@ -31,6 +32,7 @@ from ._reasons import ActivityDied as ActivityDied
 from ._reasons import AgreementLost as AgreementLost
 from ._reasons import BudgetExhausted as BudgetExhausted
 from ._reasons import ClusterStopped as ClusterStopped
+from ._reasons import DaemonLost as DaemonLost
 from ._reasons import Expired as Expired
 from ._reasons import GolemExit as GolemExit
 from ._reasons import HandlerFailed as HandlerFailed
@@ -59,10 +61,12 @@ __all__ = [
     "ActivityDied",
     "AgreementLost",
     "BudgetExhausted",
+    "BudgetTooSmall",
     "Cluster",
     "ClusterClosed",
     "ClusterStopped",
     "ClusterView",
+    "DaemonLost",
     "Engine",
     "EngineContext",
     "Expired",

@@ -13,12 +13,13 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Mapping
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 import trio
 
 from .._errors import GolemError
-from ..events import ClusterFinished, ClusterStarted
+from ..events import ClusterCappedByBudget, ClusterFinished, ClusterStarted
 from ..market import Negotiation, Payload, build_demand, open_negotiation
 from ._context import EngineContext
 from ._instance import ServiceInstance
@@ -28,7 +29,7 @@ from ._reasons import ClusterStopped, StopReason
 from ._service import Service
 from ._state import ServiceState, StateChange
 
-__all__ = ["Cluster", "ClusterClosed", "InstancesLost", "Stopping"]
+__all__ = ["BudgetTooSmall", "Cluster", "ClusterClosed", "InstancesLost", "Stopping"]
 
 logger = logging.getLogger("golem_trio.services")
 
@@ -41,6 +42,25 @@ class ClusterClosed(GolemError, RuntimeError):
 
 class InstancesLost(GolemError, RuntimeError):
     """``wait_running`` can no longer succeed: too few instances are left alive."""
+
+
+class BudgetTooSmall(InstancesLost):
+    """``wait_running`` asked for more instances than the budget carries: an agreement is
+    signed only while its worst-case exposure fits under the budget. The figures are those
+    of the last :class:`~golem_trio.events.ClusterCappedByBudget`."""
+
+    def __init__(self, wanted: int, capped: ClusterCappedByBudget) -> None:
+        super().__init__(
+            f"the budget carries {capped.carried} instance(s) of {capped.service_class}, "
+            f"{wanted} wanted: {capped.exposure} GLM may be spent at worst on those signed and "
+            f"one more may cost up to {capped.instance_exposure} GLM before it can be stopped, "
+            f"over a budget of {capped.budget} GLM"
+        )
+        self.wanted = wanted
+        self.carried = capped.carried
+        self.budget = capped.budget
+        self.exposure = capped.exposure
+        self.instance_exposure = capped.instance_exposure
 
 
 def make_services(
@@ -135,6 +155,9 @@ class Cluster(Generic[S]):
         #: Instances per state, and how many are finished, kept on every change.
         self._counts: Counter[ServiceState] = Counter()
         self._done_count = 0
+        #: Instances waiting for the budget to carry them (by index), and the last report.
+        self._budget_waiting: set[int] = set()
+        self._capped: ClusterCappedByBudget | None = None
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -185,7 +208,10 @@ class Cluster(Generic[S]):
 
         Bound the wait with the caller's own scope (``with trio.fail_after(300): ...``).
         Raises :class:`InstancesLost` when it can no longer happen (fewer than ``n`` instances
-        are left that could run) and :class:`ClusterClosed` when the cluster stops.
+        are left that could run), :class:`BudgetTooSmall` (an :class:`InstancesLost`) when
+        the budget carries fewer than ``n`` (see
+        :class:`~golem_trio.events.ClusterCappedByBudget`) and :class:`ClusterClosed` when the
+        cluster stops.
         Cancellation: only the wait is cancelled.
         """
         await trio.lowlevel.checkpoint()
@@ -198,6 +224,9 @@ class Cluster(Generic[S]):
                 return [i.service for i in running]  # type: ignore[misc]
             if self._closed:
                 raise ClusterClosed(f"cluster {self.id} was stopped")
+            capped = self._capped
+            if capped is not None and self._budget_waiting and want > capped.carried:
+                raise BudgetTooSmall(want, capped)
             if (n is not None and possible < n) or (n is None and possible == 0):
                 raise InstancesLost(
                     f"only {possible} instance(s) of {self.service_class.__name__} are left; "
@@ -319,6 +348,33 @@ class Cluster(Generic[S]):
         self._done_count += 1
         self._notify()
 
+    def _budget_wait(self, index: int, exposure: Decimal | None) -> None:
+        """An instance waits for the budget (``exposure``: that of its agreement), or no
+        longer does (``None``); a new or changed shortfall is reported as an event."""
+        if exposure is None:
+            if index in self._budget_waiting:
+                self._budget_waiting.discard(index)
+                self._notify()
+            return
+        self._budget_waiting.add(index)
+        live = len(self._instances) - self._done_count
+        carried = live - len(self._budget_waiting)
+        previous = self._capped
+        if previous is None or previous.carried != carried or previous.requested != live:
+            ledger = self._context.payments.budget
+            self._capped = ClusterCappedByBudget(
+                cluster_id=self.id,
+                service_class=self.service_class.__name__,
+                requested=live,
+                carried=carried,
+                budget=ledger.limit,
+                exposure=ledger.exposure(),
+                instance_exposure=exposure,
+            )
+            logger.warning("%s", BudgetTooSmall(live, self._capped))
+            self._context.emit(self._capped)
+        self._notify()
+
     async def _run(
         self,
         services: Iterable[S],
@@ -339,13 +395,17 @@ class Cluster(Generic[S]):
             **self._demand_options,
         )
         try:
+            # Agreements are confirmed under the engine's application session (the one its
+            # payment processor reads documents for), whatever the options say.
+            session = engine.payments.app_session_id
+            options = {**self._negotiation_options, "app_session_id": session}
             async with open_negotiation(
                 engine.yagna,
                 demand,
                 platform=engine.platform,
                 emit=engine.emit,
                 now=engine.now,
-                **self._negotiation_options,
+                **options,
             ) as market:
                 self._market = market
                 self._link = ClusterLink(
@@ -358,6 +418,7 @@ class Cluster(Generic[S]):
                     avoid_provider=self._avoid_provider,
                     state_changed=self._state_changed,
                     finished=self._instance_done,
+                    budget_wait=self._budget_wait,
                 )
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery

@@ -9,6 +9,10 @@ payment processor it is given:
 - the budget watch: when the budget ledger says the budget is exhausted it emits
   :class:`~golem_trio.events.BudgetLimitReached` and stops every cluster
   (:class:`~._reasons.BudgetExhausted`);
+- the daemon watch: the client's :class:`~golem_trio.yagna.DaemonMonitor` hands its events
+  (:class:`~golem_trio.events.DaemonUnavailable`, :class:`~golem_trio.events.DaemonAvailable`)
+  to ``events``, and an outage longer than ``daemon_outage_limit`` stops every cluster
+  (:class:`~._reasons.DaemonLost`);
 - adoptions: an agreement that was approved just as its signing was given up
   (:class:`~golem_trio.market.AgreementWithdrawn`, heard through a subscription to the
   events) is registered for payment, so its invoice is still validated and paid;
@@ -34,17 +38,22 @@ from ..events import BudgetLimitReached, Emitter
 from ..market import AgreementWithdrawn, ImageResolver, Payload, use_resolver
 from ..payment import BillingTermsError, PaymentProcessor
 from ..work import HttpStorage
-from ..yagna import YagnaClient, YagnaError
+from ..yagna import TRANSIENT_ERRORS, DaemonTimeout, YagnaClient, YagnaError
 from ._cluster import Cluster, make_services
 from ._context import EngineContext, Timeouts
 from ._policy import HealthCheck, RestartPolicy
-from ._reasons import BudgetExhausted, StopReason
+from ._reasons import BudgetExhausted, DaemonLost, StopReason
 from ._service import Service, check_service_class
 from ._watcher import AgreementWatcher
 
 __all__ = ["Engine", "open_engine"]
 
 logger = logging.getLogger("golem_trio.services")
+
+#: How long (s) the daemon may stay unavailable before the services stop (:class:`DaemonLost`).
+DEFAULT_OUTAGE_LIMIT = 300.0
+#: Seconds one probe of the daemon may take during an outage.
+PROBE_BOUND = 5.0
 
 S = TypeVar("S", bound=Service)
 
@@ -195,6 +204,42 @@ class Engine:
         )
         self.stop(BudgetExhausted(detail))
 
+    async def _watch_daemon(self) -> None:
+        """Stop every cluster (:class:`DaemonLost`) once an outage of the daemon lasts longer
+        than the monitor's limit. While an outage lasts, the daemon is asked for the identity
+        now and then (:meth:`_probe_daemon`), so that its return is noticed at once rather than
+        when the next long poll ends. The instances' cleanup then waits, within its bounds,
+        for the daemon to come back to terminate their agreements."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._probe_daemon)
+            outage, error = await self.context.yagna.monitor.wait_lost()
+            nursery.cancel_scope.cancel()
+        logger.warning("the daemon has been unavailable for %.0f s: %s", outage, error)
+        self.stop(DaemonLost(outage, f"{type(error).__name__}: {error}"))
+
+    async def _probe_daemon(self) -> None:
+        """During each outage, ask the daemon for the identity (each try bounded by
+        :data:`PROBE_BOUND`, with the monitor's pauses between tries) until it answers."""
+        yagna = self.context.yagna
+        monitor = yagna.monitor
+        while True:
+            await monitor.wait_unavailable()
+            ride = monitor.ride_out("getIdentity")
+            while not monitor.available:
+                answered = False
+                failure: BaseException = DaemonTimeout("getIdentity", "no answer to the probe")
+                with trio.move_on_after(PROBE_BOUND):
+                    await trio.lowlevel.checkpoint()
+                    try:
+                        await yagna.identity.get_identity()
+                        answered = True
+                    except TRANSIENT_ERRORS as exc:
+                        failure = exc
+                if answered:
+                    ride.succeeded()
+                else:
+                    await ride.failed(failure)
+
 
 @contextlib.asynccontextmanager
 async def open_engine(
@@ -209,6 +254,7 @@ async def open_engine(
     timeouts: Timeouts | None = None,
     now: Callable[[], dt.datetime] = _wall_now,
     resolver: ImageResolver | None = None,
+    daemon_outage_limit: float | None = DEFAULT_OUTAGE_LIMIT,
 ) -> AsyncIterator[Engine]:
     """Run the services engine on ``yagna`` and ``payments`` for the duration of the block
     (see the module's docstring for what it owns).
@@ -218,12 +264,17 @@ async def open_engine(
     ``platform`` and ``subnet_tag`` go into every demand; ``storage`` serves file transfers;
     ``stream_output`` follows each batch's event stream; ``now`` is the daemon's clock;
     ``resolver``, when given, resolves the payloads of :meth:`Engine.run_service`.
+    ``daemon_outage_limit`` (seconds, > 0, or ``None`` for no limit) is how long the daemon
+    may stay unavailable before every cluster stops as :class:`DaemonLost`; it becomes the
+    limit of ``yagna.monitor``, whose events go to ``events`` while the block runs.
 
     Cancellation: entering checkpoints (the agreement watcher starts). Leaving the block,
     however it is left, cancels the clusters (each instance's stopping phase still runs,
     shielded and bounded) and waits for the adoptions, each shielded and bounded.
     """
-    watcher = AgreementWatcher(yagna, now=now)
+    # One application session for the engine: its agreements are confirmed under the
+    # session its payment processor reads documents for, and only they are watched.
+    watcher = AgreementWatcher(yagna, now=now, app_session_id=payments.app_session_id)
     context = EngineContext(
         yagna=yagna,
         payments=payments,
@@ -236,6 +287,11 @@ async def open_engine(
         timeouts=timeouts or Timeouts(),
         now=now,
     )
+    monitor = yagna.monitor
+    monitor.outage_limit = daemon_outage_limit  # (validates it)
+    monitor.add_listener(events.emit)
+    # The budget counts, for each agreement, the stopping phase as its shutdown allowance.
+    payments.budget.shutdown = context.timeouts.stop_phase
     # Adoptions outlive the clusters: the final invoice wait needs them registered.
     async with trio.open_nursery() as adopters:
         engine = Engine(context, adopters, resolver)
@@ -244,6 +300,7 @@ async def open_engine(
             async with trio.open_nursery() as nursery:
                 await nursery.start(watcher.run)
                 nursery.start_soon(engine._watch_budget)
+                nursery.start_soon(engine._watch_daemon)
                 engine._nursery = nursery
                 try:
                     yield engine
@@ -252,3 +309,4 @@ async def open_engine(
                     nursery.cancel_scope.cancel()
         finally:
             events.remove_consumer(engine._on_withdrawn)
+            monitor.remove_listener(events.emit)

@@ -15,9 +15,10 @@ the cluster and the engine.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -32,10 +33,20 @@ from ..events import (
     ServiceFinished,
     ServiceStateChanged,
 )
-from ..market import AgreementInfo
+from ..market import AgreementInfo, NotAdmitted
 from ..payment import BillingTermsError
+from ..terms import Terms
 from ..work import ActivityGone, Result, Script, WorkContext
-from ..yagna import AgreementTerminatedEvent, Reason, YagnaError
+from ..yagna import (
+    TRANSIENT_ERRORS,
+    AgreementTerminatedEvent,
+    DaemonTimeout,
+    DaemonUnreachable,
+    DecodeError,
+    Reason,
+    ServerError,
+    YagnaError,
+)
 from ._link import ClusterLink
 from ._policy import HealthCheck, RestartTracker
 from ._reasons import (
@@ -56,6 +67,9 @@ from ._state import ServiceState, StateChange, StateMachine, Trigger
 __all__ = ["ServiceInstance"]
 
 logger = logging.getLogger("golem_trio.services")
+
+#: What a daemon that is away answers (a :class:`ServerError` only as 502, 503 or 504).
+_AWAY = (DaemonUnreachable, DaemonTimeout, DecodeError, ServerError)
 
 
 def _leaves(error: BaseException) -> list[BaseException]:
@@ -299,13 +313,20 @@ class ServiceInstance:
 
     async def _provision(self) -> WorkContext:
         engine = self.link.engine
-        info = await self.link.sign()
-        self.agreement = info
-        engine.watcher.watch(info.agreement_id, self._agreement_terminated)
+        # The agreement is signed only while its worst-case exposure fits in the budget; the
+        # room is held under this key until the agreement is registered for payment.
+        budget = engine.payments.budget
+        key = object()
         try:
-            await engine.payments.add_agreement(info.agreement_id)
-        except BillingTermsError as exc:
-            raise _ProvisionError(f"unusable payment terms: {exc}") from exc
+            info = await self._sign_within_budget(key)
+            self.agreement = info
+            engine.watcher.watch(info.agreement_id, self._agreement_terminated)
+            try:
+                await engine.payments.add_agreement(info.agreement_id, reservation=key)
+            except BillingTermsError as exc:
+                raise _ProvisionError(f"unusable payment terms: {exc}") from exc
+        finally:
+            budget.release(key)
         # Shielded and bounded: once the daemon made the activity, its id must be known here,
         # or cleanup could not destroy it (a stop during this call would leak it).
         with trio.fail_after(engine.timeouts.activity_creation, shield=True):
@@ -336,6 +357,40 @@ class ServiceInstance:
         self.machine.fire(Trigger.ACTIVITY_READY, f"activity {activity_id}")
         return ctx
 
+    async def _sign_within_budget(self, key: object) -> AgreementInfo:
+        """Sign an agreement whose exposure the budget reserves under ``key``; while the budget
+        does not carry it, tell the cluster and wait until it does."""
+        budget = self.link.engine.payments.budget
+
+        def admit(terms: Terms) -> bool:
+            return budget.reserve(key, terms)
+
+        try:
+            while True:
+                await trio.lowlevel.checkpoint()
+                try:
+                    return await self.link.sign(admit)
+                except NotAdmitted as exc:
+                    self.link.budget_wait(self.index, budget.exposure_of(exc.terms))
+                    while not budget.fits(exc.terms):
+                        await budget.changed.wait()
+        finally:
+            self.link.budget_wait(self.index, None)
+
+    async def _read_usage(self, agreement_id: str, activity_id: str) -> None:
+        """Hand the daemon's reading of the activity's usage to billing (its invoice is
+        checked against it); bounded, and nothing happens when the daemon cannot answer."""
+        engine = self.link.engine
+        await trio.lowlevel.checkpoint()
+        with trio.move_on_after(min(5.0, engine.timeouts.cleanup / 4)):
+            await trio.lowlevel.checkpoint()
+            try:
+                usage = await engine.yagna.activity.get_usage(activity_id)
+            except YagnaError as exc:
+                logger.info("reading the usage of activity %s: %s", activity_id, exc)
+                return
+            engine.payments.activity_usage(agreement_id, activity_id, usage)
+
     async def _drive(self, name: str, nursery: trio.Nursery) -> None:
         handler = getattr(self.service, name)
         await drive_handler(
@@ -352,11 +407,13 @@ class ServiceInstance:
 
     async def _health_loop(self, health: HealthCheck) -> None:
         assert health.interval is not None
+        monitor = self.link.engine.yagna.monitor
         failures = 0
         while True:
             await trio.sleep(health.interval)
             detail = "probe returned False"
             ok = False
+            transient: YagnaError | None = None
             # A probe that raises at once needs no cancel point.
             with trio.move_on_after(health.probe_timeout) as probe_scope:  # noqa: ASYNC912
                 try:
@@ -367,12 +424,23 @@ class ServiceInstance:
                 except ActivityGone as exc:
                     self.cancel(ActivityDied(str(exc)))
                     return
+                except TRANSIENT_ERRORS as exc:
+                    transient = exc
                 except Exception as exc:
                     detail = f"{type(exc).__name__}: {exc}"
             if probe_scope.cancelled_caught:
                 detail = f"no answer within {health.probe_timeout} s"
+                if health.probe is None:  # the default probe only asks the daemon
+                    transient = DaemonTimeout("GetActivityState", detail)
             if ok:
                 failures = 0
+                continue
+            if transient is not None or not monitor.available:
+                # The daemon failed (or is known to be failing), not the service: that is the
+                # engine's to judge (``DaemonLost``), so the failure does not count here.
+                if transient is not None:
+                    monitor.failed(transient, "health probe")
+                logger.info("%r: health probe skipped, the daemon is unavailable", self.service)
                 continue
             failures += 1
             self.link.emit(
@@ -474,13 +542,43 @@ class ServiceInstance:
             )
         )
 
+    async def _outlasting(
+        self, call: Callable[[], Awaitable[object]], operation: str, within: float | None
+    ) -> None:
+        """Await ``call()``; while it fails because the daemon is away (no answer, a 502, 503
+        or 504, a reply that is not its JSON), report it to the monitor and try again after a
+        pause, for at most ``within`` seconds (``None``: until the caller's bound), then raise
+        the last error. So a cleanup after an outage (``DaemonLost``) still terminates the
+        agreement once the daemon is back, within the cleanup's bound.
+
+        Cancellation: a checkpoint (the pauses); the caller bounds it.
+        """
+        ride = self.link.engine.yagna.monitor.ride_out(operation, give_up_after=within)
+        while True:
+            try:
+                await call()
+            except _AWAY as exc:
+                if isinstance(exc, ServerError) and exc.status not in (502, 503, 504):
+                    raise
+                await ride.failed(exc)
+                continue
+            ride.succeeded()
+            return
+
     async def _cleanup(self, reason: StopReason) -> None:
         engine = self.link.engine
         info = self.agreement
         await trio.lowlevel.checkpoint()
         if self.activity_id is not None:
+            if info is not None:
+                await self._read_usage(info.agreement_id, self.activity_id)
             try:
-                await engine.yagna.activity.destroy_activity(self.activity_id)
+                await self._outlasting(
+                    functools.partial(engine.yagna.activity.destroy_activity, self.activity_id),
+                    "DestroyActivity",
+                    # Half the cleanup at most: terminating the agreement matters more.
+                    engine.timeouts.cleanup / 2,
+                )
             except YagnaError as exc:
                 logger.info("destroying activity %s: %s", self.activity_id, exc)
             engine.emit(
@@ -496,9 +594,14 @@ class ServiceInstance:
         if ending is None and engine.watcher.terminated(info.agreement_id) is None:
             code = reason.requestor_code
             try:
-                await engine.yagna.market.terminate_agreement(
-                    info.agreement_id,
-                    Reason(reason.message, {"golem.requestor.code": code}),
+                await self._outlasting(
+                    functools.partial(
+                        engine.yagna.market.terminate_agreement,
+                        info.agreement_id,
+                        Reason(reason.message, {"golem.requestor.code": code}),
+                    ),
+                    "terminateAgreement",
+                    None,  # as long as the cleanup's bound allows
                 )
                 engine.emit(
                     AgreementTerminated(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 
 import attrs
 
-from ..market import AgreementInfo
+from ..market import Admit, AgreementInfo
 from ._context import EngineContext
 from ._policy import HealthCheck, RestartPolicy
 from ._service import ClusterView
@@ -35,14 +36,20 @@ class ClusterLink:
     health: HealthCheck = attrs.field(repr=False)
     #: When the cluster's agreements expire; a life ends ``Timeouts.expiration_margin`` sooner.
     expiration: dt.datetime = attrs.field(repr=False)
-    #: Sign one agreement on the cluster's market.
-    sign: Callable[[], Awaitable[AgreementInfo]] = attrs.field(repr=False)
+    #: Sign one agreement on the cluster's market, admitted by the callable given (which
+    #: reserves its exposure in the budget).
+    sign: Callable[[Admit | None], Awaitable[AgreementInfo]] = attrs.field(repr=False)
     #: Keep a provider out of the cluster's market for a while: ``(provider_id, reason)``.
     avoid_provider: Callable[[str, str], None] = attrs.field(repr=False)
     #: Tell the cluster that an instance changed state (it keeps counts per state).
     state_changed: Callable[[StateChange], None] = attrs.field(repr=False)
     #: Tell the cluster that an instance finished for good.
     finished: Callable[[], None] = attrs.field(repr=False)
+    #: Tell the cluster that an instance waits for the budget to carry it, with the exposure of
+    #: its agreement (``(index, exposure)``), or no longer waits (``(index, None)``).
+    budget_wait: Callable[[int, Decimal | None], None] = attrs.field(
+        repr=False, default=lambda index, exposure: None
+    )
 
     @property
     def cluster_id(self) -> str:

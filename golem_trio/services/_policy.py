@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from .._errors import ConfigurationError, ConfigurationTypeError, check_count, check_seconds
 from ._reasons import StopReason
 from ._service import Service
 
@@ -38,14 +39,28 @@ class Restart(enum.StrEnum):
     ALWAYS = "always"
 
 
-def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+def _positive(inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    check_seconds(f"{type(inst).__name__}.{attribute.name}", value)
 
 
-def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+def _non_negative(inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    check_seconds(f"{type(inst).__name__}.{attribute.name}", value, zero=True)
+
+
+def _strategy(value: object) -> Restart:
+    """A :class:`Restart`, also from its value (``"on-failure"``)."""
+    if isinstance(value, Restart):
+        return value
+    if isinstance(value, str):
+        try:
+            return Restart(value)
+        except ValueError:
+            pass
+        choices = ", ".join(sorted({r.value for r in Restart}))
+        raise ConfigurationError(
+            "RestartPolicy.strategy", f"must be a Restart ({choices}), got {value!r}"
+        )
+    raise ConfigurationTypeError("RestartPolicy.strategy", f"must be a Restart, got {value!r}")
 
 
 @attrs.frozen
@@ -57,9 +72,13 @@ class RestartPolicy:
     ``min(backoff * 2**(n-1), max_backoff)`` seconds, spread by up to ``jitter`` of itself.
     The provider of a failed life is banned (the ban grows with repeat offences), so the next
     life goes elsewhere when it can.
+
+    ``window`` is a finite number > 0, ``backoff`` and ``max_backoff`` finite and >= 0,
+    ``jitter`` between 0 and 1, ``max_restarts`` an integer >= 0; anything else raises
+    :class:`~golem_trio.ConfigurationError` naming the field.
     """
 
-    strategy: Restart = Restart.ON_FAILURE_BEFORE_RUNNING
+    strategy: Restart = attrs.field(default=Restart.ON_FAILURE_BEFORE_RUNNING, converter=_strategy)
     max_restarts: int = attrs.field(default=5)
     window: float = attrs.field(default=300.0, validator=_positive)
     backoff: float = attrs.field(default=1.0, validator=_non_negative)
@@ -69,8 +88,12 @@ class RestartPolicy:
 
     @max_restarts.validator
     def _check_max(self, _attribute: object, value: int) -> None:
-        if value < 0:
-            raise ValueError(f"max_restarts must be >= 0, got {value}")
+        check_count("RestartPolicy.max_restarts", value)
+
+    @jitter.validator
+    def _check_jitter(self, _attribute: object, value: float) -> None:
+        if value > 1:
+            raise ConfigurationError("RestartPolicy.jitter", f"must be at most 1, got {value!r}")
 
     def wants(self, reason: StopReason, reached_running: bool) -> bool:
         """Whether the strategy restarts after a life that ended for ``reason``."""
@@ -121,6 +144,9 @@ class HealthCheck:
     ``is_activity_responsive()`` (the activity's state); ``probe`` replaces it with any async
     callable taking the service object. ``interval=None`` turns probing off (a dead activity is
     still noticed by the next command).
+
+    ``interval`` and ``probe_timeout`` are finite numbers > 0, ``failures`` an integer >= 1;
+    anything else raises :class:`~golem_trio.ConfigurationError` naming the field.
     """
 
     interval: float | None = 10.0
@@ -129,9 +155,10 @@ class HealthCheck:
     probe: Probe | None = None
 
     def __attrs_post_init__(self) -> None:
-        if self.interval is not None and not self.interval > 0:
-            raise ValueError(f"interval must be > 0 or None, got {self.interval!r}")
-        if self.failures < 1:
-            raise ValueError(f"failures must be >= 1, got {self.failures}")
-        if not self.probe_timeout > 0:
-            raise ValueError(f"probe_timeout must be > 0, got {self.probe_timeout!r}")
+        check_seconds("HealthCheck.interval", self.interval, none=True)
+        check_count("HealthCheck.failures", self.failures, minimum=1)
+        check_seconds("HealthCheck.probe_timeout", self.probe_timeout)
+        if self.probe is not None and not callable(self.probe):
+            raise ConfigurationTypeError(
+                "HealthCheck.probe", f"must be an async callable or None, got {self.probe!r}"
+            )

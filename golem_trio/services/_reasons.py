@@ -17,6 +17,7 @@ __all__ = [
     "AgreementLost",
     "BudgetExhausted",
     "ClusterStopped",
+    "DaemonLost",
     "Expired",
     "GolemExit",
     "HandlerFailed",
@@ -106,6 +107,26 @@ class BudgetExhausted(StopReason):
     @property
     def message(self) -> str:
         return f"budget exhausted: {self.detail}" if self.detail else "budget exhausted"
+
+
+@attrs.frozen
+class DaemonLost(StopReason):
+    """The daemon was unavailable for longer than the engine tolerates
+    (``Golem(daemon_outage_limit=...)``): every service stops, and the agreements are
+    terminated once the daemon answers again (within the cleanup bounds)."""
+
+    code: ClassVar[str] = "DaemonLost"
+    failure: ClassVar[bool] = True
+    requestor_code: ClassVar[str] = "Cancelled"
+    #: Seconds the outage had lasted when the services were stopped.
+    outage: float = 0.0
+    #: What the first failed call of the outage raised.
+    error: str = ""
+
+    @property
+    def message(self) -> str:
+        text = f"the daemon was unavailable for {self.outage:.0f} s"
+        return f"{text}: {self.error}" if self.error else text
 
 
 @attrs.frozen

@@ -13,14 +13,7 @@ from collections.abc import Callable
 
 import trio
 
-from ..yagna import (
-    AgreementTerminatedEvent,
-    DaemonTimeout,
-    DaemonUnreachable,
-    RequestTimeout,
-    ServerError,
-    YagnaClient,
-)
+from ..yagna import TRANSIENT_ERRORS, AgreementTerminatedEvent, YagnaClient
 
 __all__ = ["AgreementWatcher"]
 
@@ -44,8 +37,12 @@ class AgreementWatcher:
         retry_delay: float = 1.0,
         on_any_termination: OnTerminated | None = None,
         now: Callable[[], dt.datetime] | None = None,
+        app_session_id: str | None = None,
     ) -> None:
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
+        #: Only agreements confirmed under this application session are watched (``None``:
+        #: every agreement of the identity).
+        self._app_session_id = app_session_id
         self._yagna = yagna
         self._poll_wait = poll_wait
         self._retry_delay = retry_delay
@@ -83,21 +80,27 @@ class AgreementWatcher:
             callback(event)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Poll until cancelled. A daemon that is unreachable, slow or failing (5xx) is logged
-        and retried after a pause; other API errors (a wrong app key) end the task."""
+        """Poll until cancelled. A daemon that is unreachable, slow, failing (5xx, 408) or
+        answering what is not its JSON (:data:`~golem_trio.yagna.TRANSIENT_ERRORS`) is
+        logged, reported to the client's monitor and retried after a bounded, jittered pause;
+        other API errors (a wrong app key) end the task."""
         # Start from now: terminations of agreements this engine did not make are not ours.
         self._after = self._now() - dt.timedelta(seconds=1)
+        ride = self._yagna.monitor.ride_out("collectAgreementEvents")
         task_status.started()
         while True:
             try:
                 events = await self._yagna.market.collect_agreement_events(
-                    wait=self._poll_wait, after_timestamp=self._after
+                    wait=self._poll_wait,
+                    after_timestamp=self._after,
+                    app_session_id=self._app_session_id,
                 )
-            except (DaemonUnreachable, DaemonTimeout, ServerError, RequestTimeout) as exc:
+            except TRANSIENT_ERRORS as exc:
                 self.errors += 1
                 logger.warning("agreement events: %s; retrying", exc)
-                await trio.sleep(self._retry_delay)
+                await ride.failed(exc)
                 continue
+            ride.succeeded()
             for event in events:
                 date = getattr(event, "event_date", None)
                 if isinstance(date, dt.datetime) and (self._after is None or date > self._after):

@@ -45,7 +45,8 @@ def check_invariants(
     Checked: no agreement left live (proposed, pending or approved); no activity left alive;
     every honest invoice accepted; no dishonest debit note or invoice accepted; what the
     allocations spent within ``budget`` (when given) and equal to the accepted invoices; every
-    allocation released (unless ``require_released`` is false).
+    allocation released (unless ``require_released`` is false); no application touched another
+    one's documents (see :func:`_touched_by_others`).
     """
     book = ledger(source) if isinstance(source, LocalNet) else source
     problems: list[str] = []
@@ -83,6 +84,48 @@ def check_invariants(
         for allocation in book["allocations"]:
             if not allocation["released"]:
                 problems.append(f"allocation {allocation['id']} was not released")
+    problems += _touched_by_others(book)
+    return problems
+
+
+def _touched_by_others(book: Mapping[str, Any]) -> list[str]:
+    """Documents an application touched although another one made their agreement.
+
+    An application accepts from its own allocation, and never rejects a document it accepted.
+    So it is a problem when one allocation was named to accept documents of agreements
+    confirmed under different application sessions, when one document was accepted from two
+    allocations, and when a document that was accepted was also sent a rejection (refused or
+    not). An honest invoice rejected before its application could accept it is already an
+    honest invoice not accepted.
+    """
+    problems: list[str] = []
+    sessions = {agreement["id"]: agreement.get("appSessionId") for agreement in book["agreements"]}
+    #: allocation id -> application session -> one agreement of that session it paid for.
+    paid_for: dict[str, dict[str | None, str]] = {}
+    documents = [("debit note", note) for note in book["debitNotes"]]
+    documents += [("invoice", invoice) for invoice in book["invoices"]]
+    for kind, document in documents:
+        allocations = list(dict.fromkeys(document.get("acceptRequests", ())))
+        agreement_id = document["agreementId"]
+        for allocation in allocations:
+            paid_for.setdefault(allocation, {}).setdefault(sessions.get(agreement_id), agreement_id)
+        if len(allocations) > 1:
+            problems.append(
+                f"{kind} {document['id']} was accepted from {len(allocations)} allocations "
+                f"({', '.join(allocations)})"
+            )
+        rejections = int(document.get("rejectRequests", 0))
+        if allocations and rejections:
+            problems.append(
+                f"{kind} {document['id']} was accepted and also sent {rejections} rejection(s)"
+            )
+    for allocation, by_session in paid_for.items():
+        if len(by_session) > 1:
+            problems.append(
+                f"allocation {allocation} accepted documents of agreements of "
+                f"{len(by_session)} application sessions: "
+                + ", ".join(f"{agreement} ({session})" for session, agreement in by_session.items())
+            )
     return problems
 
 

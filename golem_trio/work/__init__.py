@@ -14,6 +14,7 @@ from ._errors import BatchError as BatchError
 from ._errors import BatchTimeoutError as BatchTimeoutError
 from ._errors import CommandExecutionError as CommandExecutionError
 from ._errors import CommandNotRun as CommandNotRun
+from ._errors import DownloadTooLarge as DownloadTooLarge
 from ._errors import TransferUnavailable as TransferUnavailable
 from ._events import CommandExecuted as CommandExecuted
 from ._events import DownloadFinished as DownloadFinished
@@ -23,15 +24,22 @@ from ._events import WorkEvent as WorkEvent
 from ._result import CommandHandle as CommandHandle
 from ._result import Result as Result
 from ._script import DEFAULT_DOWNLOAD_LIMIT as DEFAULT_DOWNLOAD_LIMIT
+from ._script import DEFAULT_FILE_DOWNLOAD_LIMIT as DEFAULT_FILE_DOWNLOAD_LIMIT
+from ._script import STREAM_OUTPUT_LIMIT as STREAM_OUTPUT_LIMIT
 from ._script import Script as Script
 from ._script import ScriptTarget as ScriptTarget
+from ._storage import READ_TIMEOUT as READ_TIMEOUT
 from ._storage import HttpStorage as HttpStorage
 from ._storage import Receipt as Receipt
 from ._storage import ReceiveFailed as ReceiveFailed
+from ._storage import TransferTooLarge as TransferTooLarge
 from ._storage import open_http_storage as open_http_storage
 
 __all__ = [
     "DEFAULT_DOWNLOAD_LIMIT",
+    "DEFAULT_FILE_DOWNLOAD_LIMIT",
+    "READ_TIMEOUT",
+    "STREAM_OUTPUT_LIMIT",
     "ActivityGone",
     "BatchError",
     "BatchTimeoutError",
@@ -40,6 +48,7 @@ __all__ = [
     "CommandHandle",
     "CommandNotRun",
     "DownloadFinished",
+    "DownloadTooLarge",
     "HttpStorage",
     "Receipt",
     "ReceiveFailed",
@@ -48,6 +57,7 @@ __all__ = [
     "ScriptFinished",
     "ScriptSent",
     "ScriptTarget",
+    "TransferTooLarge",
     "TransferUnavailable",
     "WorkContext",
     "WorkEvent",

@@ -11,7 +11,7 @@ import trio
 
 from ..yagna import ActivityState, ActivityUsage, YagnaClient
 from ._result import CommandHandle
-from ._script import DEFAULT_DOWNLOAD_LIMIT, Script
+from ._script import DEFAULT_DOWNLOAD_LIMIT, DEFAULT_FILE_DOWNLOAD_LIMIT, Script
 from ._storage import HttpStorage
 
 __all__ = ["WorkContext"]
@@ -189,9 +189,14 @@ class WorkContext:
     send_bytes = upload_bytes
     send_json = upload_json
 
-    def download_file(self, src: str, dst_path: str | os.PathLike[str]) -> CommandHandle:
+    def download_file(
+        self,
+        src: str,
+        dst_path: str | os.PathLike[str],
+        limit: int | None = DEFAULT_FILE_DOWNLOAD_LIMIT,
+    ) -> CommandHandle:
         """See :meth:`Script.download_file`."""
-        return self._pending.download_file(src, dst_path)
+        return self._pending.download_file(src, dst_path, limit)
 
     def download_bytes(self, src: str, limit: int = DEFAULT_DOWNLOAD_LIMIT) -> CommandHandle:
         """See :meth:`Script.download_bytes`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._errors import GolemError
 
 __all__ = [
@@ -10,6 +12,7 @@ __all__ = [
     "BatchTimeoutError",
     "CommandExecutionError",
     "CommandNotRun",
+    "DownloadTooLarge",
     "TransferUnavailable",
 ]
 
@@ -96,6 +99,15 @@ class CommandExecutionError(BatchError):
         self.stdout = stdout
         self.stderr = stderr
         self.message = message
+
+
+class DownloadTooLarge(CommandExecutionError):
+    """A download command failed because the file was larger than its ``limit`` (bytes): the
+    transfer was refused (413) and nothing of it was kept, no partial file either."""
+
+    def __init__(self, *, limit: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.limit = limit
 
 
 class CommandNotRun(BatchError):

@@ -6,7 +6,9 @@ command's :class:`CommandHandle` as its result comes in. Results are collected b
 the daemon for the next command's result; with a context made with ``stream_output=True`` the
 batch's event stream (SSE) is followed as well, and its exit codes and output chunks complete
 the polled results (the event stream is not replayed, so polling stays the authority on which
-commands finished).
+commands finished). A poll that fails because the daemon does (no answer, a 5xx or 408, a reply
+that is not its JSON: :data:`~golem_trio.yagna.TRANSIENT_ERRORS`) is reported to the client's
+monitor and asked again after a bounded, jittered pause, while the activity is not known gone.
 
 A script runs on a :class:`ScriptTarget`: what it needs of the activity (a
 :class:`~golem_trio.work.WorkContext` is one), so this module does not import the context's.
@@ -20,6 +22,7 @@ import math
 import os
 import re
 import shlex
+from collections import deque
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +31,7 @@ import attrs
 import trio
 
 from ..yagna import (
+    TRANSIENT_ERRORS,
     Capture,
     CaptureFormat,
     CaptureMode,
@@ -41,6 +45,8 @@ from ..yagna import (
     Finished,
     Gone,
     NotFound,
+    ReplyTooLarge,
+    RideOut,
     Run,
     ServerError,
     Start,
@@ -56,18 +62,30 @@ from ._errors import (
     BatchTimeoutError,
     CommandExecutionError,
     CommandNotRun,
+    DownloadTooLarge,
     TransferUnavailable,
 )
 from ._events import CommandExecuted, DownloadFinished, ScriptFinished, ScriptSent
 from ._result import CommandHandle, Result
 from ._storage import HttpStorage, Receipt, ReceiveFailed
 
-__all__ = ["DEFAULT_DOWNLOAD_LIMIT", "Script", "ScriptTarget"]
+__all__ = [
+    "DEFAULT_DOWNLOAD_LIMIT",
+    "DEFAULT_FILE_DOWNLOAD_LIMIT",
+    "STREAM_OUTPUT_LIMIT",
+    "Script",
+    "ScriptTarget",
+]
 
 logger = logging.getLogger("golem_trio.work")
 
 #: Default size cap of ``download_bytes`` and ``download_json`` (1 MiB).
 DEFAULT_DOWNLOAD_LIMIT = 1024 * 1024
+#: Default size cap of ``download_file`` (1 GiB).
+DEFAULT_FILE_DOWNLOAD_LIMIT = 1024 * 1024 * 1024
+#: With ``stream_output``, the most characters of one command's stdout (and as many of its
+#: stderr) kept from the event stream; past it the oldest are dropped, the newest kept.
+STREAM_OUTPUT_LIMIT = 1024 * 1024
 #: Seconds the daemon is asked to hold one poll for the next result.
 POLL_WAIT = 5.0
 #: Bound (s) of the activity-state check made when a batch fails or goes quiet.
@@ -88,6 +106,11 @@ def _text(output: str | bytes | None) -> str | None:
     if isinstance(output, bytes):
         return output.decode("utf-8", errors="replace")
     return output
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be an integer >= 0 or None, got {limit!r}")
 
 
 def _env_wrapper(env: Mapping[str, str]) -> str:
@@ -184,12 +207,44 @@ class ScriptTarget(Protocol):
 class _StreamFollower:
     """What the batch's event stream said so far: exit codes and output chunks per command."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.codes: dict[int, int] = {}
-        self.stdout: dict[int, list[str]] = {}
-        self.stderr: dict[int, list[str]] = {}
+        self.stdout: dict[int, deque[str]] = {}
+        self.stderr: dict[int, deque[str]] = {}
+        #: Characters kept per command and stream (the newest); the oldest are dropped.
+        self.limit = STREAM_OUTPUT_LIMIT if limit is None else limit
+        #: How many characters were dropped, per (stream, command).
+        self.dropped: dict[tuple[str, int], int] = {}
+        self._kept: dict[tuple[str, int], int] = {}
         self.ended = False
         self._changed = trio.Event()
+
+    def _keep(self, name: str, index: int, text: str) -> None:
+        """Add ``text`` to a command's output, dropping the oldest past :attr:`limit`."""
+        chunks = (self.stdout if name == "stdout" else self.stderr).setdefault(index, deque())
+        key = (name, index)
+        chunks.append(text)
+        kept = self._kept.get(key, 0) + len(text)
+        excess = kept - self.limit
+        if excess > 0 and key not in self.dropped:
+            logger.debug(
+                "%s of command %d passed %d characters: the oldest are dropped",
+                name,
+                index,
+                self.limit,
+            )
+        while excess > 0 and chunks:
+            first = chunks[0]
+            if len(first) <= excess:
+                chunks.popleft()
+                cut = len(first)
+            else:
+                chunks[0] = first[excess:]
+                cut = excess
+            excess -= cut
+            kept -= cut
+            self.dropped[key] = self.dropped.get(key, 0) + cut
+        self._kept[key] = kept
 
     def _notify(self) -> None:
         self._changed.set()
@@ -203,10 +258,10 @@ class _StreamFollower:
                 async for event in stream:
                     kind = event.kind
                     if isinstance(kind, StdOut | StdErr):
-                        chunks = self.stdout if isinstance(kind, StdOut) else self.stderr
                         text = _text(kind.output)
                         if text:
-                            chunks.setdefault(event.index, []).append(text)
+                            name = "stdout" if isinstance(kind, StdOut) else "stderr"
+                            self._keep(name, event.index, text)
                     elif isinstance(kind, Finished):
                         self.codes[event.index] = kind.return_code
                         self._notify()
@@ -255,6 +310,7 @@ class Script:
         self.wait_for_results = wait_for_results
         self._steps: list[_Step] = []
         self._executed = False
+        self._ride: RideOut | None = None
         self._results: list[Result] | None = None
 
     def __repr__(self) -> str:
@@ -383,26 +439,40 @@ class Script:
     send_bytes = upload_bytes
     send_json = upload_json
 
-    def download_file(self, src: str, dst_path: str | os.PathLike[str]) -> CommandHandle:
+    def download_file(
+        self,
+        src: str,
+        dst_path: str | os.PathLike[str],
+        limit: int | None = DEFAULT_FILE_DOWNLOAD_LIMIT,
+    ) -> CommandHandle:
         """Append a transfer of ``src`` in the activity to the local file ``dst_path``. The
-        handle resolves once the file is written."""
+        handle resolves once the file is written.
+
+        ``limit`` caps the file's size in bytes (default :data:`DEFAULT_FILE_DOWNLOAD_LIMIT`,
+        1 GiB; ``None``: no cap). A larger file fails the command with
+        :class:`DownloadTooLarge`, and nothing of it is written: the file arrives in a
+        temporary file beside ``dst_path``, removed when the transfer is refused."""
         self._storage("download_file")
+        _check_limit(limit)
         return self._add(
             None,
             f"download {src} -> {os.fspath(dst_path)}",
             download_src=src,
             download_path=Path(dst_path),
+            limit=limit,
         )
 
     def download_bytes(self, src: str, limit: int = DEFAULT_DOWNLOAD_LIMIT) -> CommandHandle:
         """Append a transfer of ``src`` in the activity into memory; the result's ``data`` holds
-        the bytes. More than ``limit`` bytes fail the command."""
+        the bytes. More than ``limit`` bytes fail the command (:class:`DownloadTooLarge`)."""
         self._storage("download_bytes")
+        _check_limit(limit)
         return self._add(None, f"download {src}", download_src=src, limit=limit)
 
     def download_json(self, src: str, limit: int = DEFAULT_DOWNLOAD_LIMIT) -> CommandHandle:
         """As :meth:`download_bytes`; the result's ``json`` property decodes it."""
         self._storage("download_json")
+        _check_limit(limit)
         return self._add(None, f"download {src} (json)", download_src=src, limit=limit)
 
     def terminate(self) -> CommandHandle:
@@ -573,15 +643,34 @@ class Script:
             )
         except (NotFound, Gone) as exc:
             raise ActivityGone(exc.message, **ctx._where()) from exc
-        except (ServerError, DaemonUnreachable, DaemonTimeout) as exc:
+        except TRANSIENT_ERRORS as exc:
             failure = exc
+        ride = self._ride_out()
         if failure is not None:
             await self._raise_if_gone(failure)
-            raise failure
+            if isinstance(failure, ReplyTooLarge):
+                raise failure  # the same results would be as large again
+            # The daemon failed, not the batch: ask again after a pause (raises once the
+            # daemon has been failing for longer than its monitor's outage limit).
+            await ride.failed(failure)
+            return []
+        ride.succeeded()
         if not got:
             # Nothing new within the wait: make sure the activity still lives.
             await self._raise_if_gone(None)
         return got
+
+    def _ride_out(self) -> RideOut:
+        """How this script's result polls ride out the daemon's faults: reported to the
+        client's monitor, retried after bounded pauses, given up (the error raised) a few
+        seconds after the monitor's outage limit, so that an engine stopping its services
+        for the outage (``DaemonLost``) comes first."""
+        if self._ride is None:
+            monitor = self.ctx.yagna.monitor
+            limit = monitor.outage_limit
+            give_up = None if limit is None else limit + 2 * monitor.max_delay
+            self._ride = monitor.ride_out("getExecBatchResults", give_up_after=give_up)
+        return self._ride
 
     async def _take(
         self,
@@ -626,15 +715,30 @@ class Script:
         except ActivityGone as gone:
             step.handle._fail(gone)
             raise
-        error = CommandExecutionError(
-            command=step.text,
-            index=index,
-            exit_code=exit_code,
-            stdout=stdout,
-            stderr=stderr,
-            message=message,
-            **ctx._where(),
-        )
+        receipt = step.receipt
+        error: CommandExecutionError
+        if receipt is not None and receipt.too_large and receipt.limit is not None:
+            error = DownloadTooLarge(
+                limit=receipt.limit,
+                command=step.text,
+                index=index,
+                exit_code=exit_code,
+                stdout=stdout,
+                stderr=stderr,
+                message=f"the file is larger than the limit of {receipt.limit} bytes"
+                + (f" ({message})" if message else ""),
+                **ctx._where(),
+            )
+        else:
+            error = CommandExecutionError(
+                command=step.text,
+                index=index,
+                exit_code=exit_code,
+                stdout=stdout,
+                stderr=stderr,
+                message=message,
+                **ctx._where(),
+            )
         step.handle._fail(error)
         raise error
 

@@ -3,13 +3,16 @@ and PUTs downloads to.
 
 Every published file, published blob and receipt has its own URL with a random, unguessable
 token (``secrets.token_urlsafe(32)``): a GET of a published token serves its content, a PUT to a
-receipt's token stores the body (at most ``limit`` bytes; more is answered with 413). Anything
+receipt's token stores the body (at most ``limit`` bytes; more is answered with 413). A receipt
+takes one PUT: another one, while the first runs or after it, is answered with 409. Anything
 else is a 404 (or 405). The exe-unit's uploads send a ``Content-Length`` and a streamed body;
-both a known and an unknown length are accepted.
+both a known and an unknown length are accepted. A body that stalls for ``read_timeout``
+seconds, or a client that disconnects, fails the receipt with one line in the log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -22,22 +25,42 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from .._errors import GolemError
 
-__all__ = ["HttpStorage", "Receipt", "ReceiveFailed", "open_http_storage"]
+__all__ = [
+    "READ_TIMEOUT",
+    "HttpStorage",
+    "Receipt",
+    "ReceiveFailed",
+    "TransferTooLarge",
+    "open_http_storage",
+]
 
 logger = logging.getLogger("golem_trio.work.storage")
 
 #: Seconds a stopping server waits for requests in flight.
 GRACEFUL_TIMEOUT = 0.5
+#: Default of ``open_http_storage(read_timeout=...)``: seconds a PUT's body may stall (no
+#: bytes arriving) before the transfer is given up.
+READ_TIMEOUT = 30.0
 
 
 class ReceiveFailed(GolemError):
-    """A PUT to a :class:`Receipt` was refused (too large, or the body broke off)."""
+    """A PUT to a :class:`Receipt` was refused (too large, or the body broke off, stalled or
+    was aborted by :meth:`HttpStorage.forget`)."""
+
+
+class TransferTooLarge(ReceiveFailed):
+    """A PUT to a :class:`Receipt` was larger than its ``limit`` (answered with 413; nothing
+    of it is kept). ``limit`` is the cap in bytes."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 @attrs.define(eq=False)
@@ -53,7 +76,13 @@ class Receipt:
     data: bytes | None = None
     size: int = 0
     error: str | None = None
+    #: Whether the PUT was refused for its size (:class:`TransferTooLarge`).
+    too_large: bool = False
     _done: trio.Event = attrs.field(factory=trio.Event, repr=False)
+    #: Set when a PUT started: a receipt takes one (another is answered with 409).
+    _claimed: bool = attrs.field(default=False, repr=False)
+    #: The scope of the PUT in flight, which :meth:`HttpStorage.forget` cancels.
+    _scope: trio.CancelScope | None = attrs.field(default=None, repr=False)
 
     @property
     def done(self) -> bool:
@@ -68,11 +97,16 @@ class Receipt:
         """
         await self._done.wait()
         if self.error is not None:
+            if self.too_large and self.limit is not None:
+                raise TransferTooLarge(self.error, self.limit)
             raise ReceiveFailed(self.error)
         return self.data if self.path is None else None
 
-    def _finish(self, error: str | None = None) -> None:
+    def _finish(self, error: str | None = None, *, too_large: bool = False) -> None:
+        if self._done.is_set():
+            return
         self.error = error
+        self.too_large = too_large
         self._done.set()
 
 
@@ -82,7 +116,11 @@ class HttpStorage:
     ``base_url`` is where it listens (``http://127.0.0.1:<port>``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, read_timeout: float = READ_TIMEOUT) -> None:
+        if not read_timeout > 0:
+            raise ValueError(f"read_timeout must be > 0, got {read_timeout!r}")
+        #: Seconds a PUT's body may stall before the transfer is given up.
+        self.read_timeout = read_timeout
         self.base_url = ""
         self._files: dict[str, Path] = {}
         self._blobs: dict[str, bytes] = {}
@@ -130,8 +168,13 @@ class HttpStorage:
         return receipt
 
     def forget(self, receipt: Receipt) -> None:
-        """Stop accepting PUTs for ``receipt``."""
+        """Stop accepting PUTs for ``receipt``. A PUT in flight is aborted (its partial file
+        removed) and the receipt fails, unless it had completed."""
         self._receipts.pop(receipt.token, None)
+        if receipt._scope is not None:
+            receipt._scope.cancel()
+        if receipt._claimed:
+            receipt._finish("the transfer was aborted (the receipt was forgotten)")
 
     async def _serve(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -150,10 +193,20 @@ class HttpStorage:
         if receipt is None:
             await trio.lowlevel.checkpoint()
             return Response("not found\n", status_code=404)
-        if receipt.done:
+        if receipt.done or receipt._claimed:
             await trio.lowlevel.checkpoint()
             return Response("already received\n", status_code=409)
-        return await self._receive(request, receipt)
+        # Claimed before the first checkpoint: a second PUT, concurrent or later, gets 409.
+        receipt._claimed = True
+        with trio.CancelScope() as scope:
+            receipt._scope = scope
+            try:
+                return await self._receive(request, receipt)
+            finally:
+                receipt._scope = None
+        # Cancelled by forget(): the transfer is aborted, and the client told so.
+        receipt._finish("the transfer was aborted (the receipt was forgotten)")
+        return Response("aborted\n", status_code=410)
 
     async def _receive(self, request: Request, receipt: Receipt) -> Response:
         limit = receipt.limit
@@ -161,25 +214,45 @@ class HttpStorage:
         too_large = declared is not None and declared.isdigit() and int(declared) > (limit or 0)
         if limit is not None and too_large:
             await trio.lowlevel.checkpoint()
-            receipt._finish(f"{declared} bytes, more than the limit of {limit}")
+            receipt._finish(f"{declared} bytes, more than the limit of {limit}", too_large=True)
             return Response("too large\n", status_code=413)
         if receipt.path is None:
             return await self._receive_to_memory(request, receipt)
         return await self._receive_to_file(request, receipt, receipt.path)
 
+    async def _read(self, stream: AsyncIterator[bytes], receipt: Receipt) -> bytes | None:
+        """The body's next chunk (``None`` at its end); raises :class:`_BrokenOff`, after failing
+        ``receipt`` and logging one line, when the client disconnects or the body stalls for
+        ``read_timeout`` seconds."""
+        problem = f"no bytes for {self.read_timeout:g} s"
+        with trio.move_on_after(self.read_timeout):
+            await trio.lowlevel.checkpoint()
+            try:
+                return await anext(stream)
+            except StopAsyncIteration:
+                return None
+            except ClientDisconnect:
+                problem = "the client disconnected"
+        receipt._finish(f"the upload broke off: {problem}")
+        logger.warning("a transfer to %s broke off: %s", self.base_url, problem)
+        raise _BrokenOff(problem)
+
     async def _receive_to_memory(self, request: Request, receipt: Receipt) -> Response:
+        await trio.lowlevel.checkpoint()
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if receipt.limit is not None and size > receipt.limit:
-                    receipt._finish(f"more than the limit of {receipt.limit} bytes")
-                    return Response("too large\n", status_code=413)
-                chunks.append(chunk)
-        except Exception as exc:  # the body broke off; the client sees no answer anyway
-            receipt._finish(f"the upload broke off: {exc}")
-            raise
+            async with contextlib.aclosing(request.stream()) as stream:
+                while (chunk := await self._read(stream, receipt)) is not None:
+                    size += len(chunk)
+                    if receipt.limit is not None and size > receipt.limit:
+                        receipt._finish(
+                            f"more than the limit of {receipt.limit} bytes", too_large=True
+                        )
+                        return Response("too large\n", status_code=413)
+                    chunks.append(chunk)
+        except _BrokenOff:  # the client sees no answer anyway
+            return Response("broken off\n", status_code=400)
         receipt.data = b"".join(chunks)
         receipt.size = size
         receipt._finish()
@@ -192,15 +265,20 @@ class HttpStorage:
         ok = False
         file = await trio.open_file(partial, "wb")
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if receipt.limit is not None and size > receipt.limit:
-                    receipt._finish(f"more than the limit of {receipt.limit} bytes")
-                    return Response("too large\n", status_code=413)
-                await file.write(chunk)
+            async with contextlib.aclosing(request.stream()) as stream:
+                while (chunk := await self._read(stream, receipt)) is not None:
+                    size += len(chunk)
+                    if receipt.limit is not None and size > receipt.limit:
+                        receipt._finish(
+                            f"more than the limit of {receipt.limit} bytes", too_large=True
+                        )
+                        return Response("too large\n", status_code=413)
+                    await file.write(chunk)
             ok = True
+        except _BrokenOff:  # the client sees no answer anyway
+            return Response("broken off\n", status_code=400)
         except Exception as exc:
-            receipt._finish(f"the upload broke off: {exc}")
+            receipt._finish(f"the download could not be written: {exc}")
             raise
         finally:
             with trio.move_on_after(5, shield=True):
@@ -214,10 +292,17 @@ class HttpStorage:
         return Response(status_code=204)
 
 
+class _BrokenOff(Exception):
+    """A PUT's body broke off (the client disconnected, or it stalled)."""
+
+
 @asynccontextmanager
-async def open_http_storage(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[HttpStorage]:
+async def open_http_storage(
+    host: str = "127.0.0.1", port: int = 0, *, read_timeout: float = READ_TIMEOUT
+) -> AsyncIterator[HttpStorage]:
     """Serve an :class:`HttpStorage` on ``host:port`` (``0``: any free port) with hypercorn's
-    trio worker, for the block's duration.
+    trio worker, for the block's duration. A PUT whose body stalls for ``read_timeout``
+    seconds (default :data:`READ_TIMEOUT`) is given up.
 
     Keep it on loopback unless the exe-units are elsewhere: anyone who can reach the port and
     knows a token can fetch or store that one file.
@@ -225,7 +310,7 @@ async def open_http_storage(host: str = "127.0.0.1", port: int = 0) -> AsyncIter
     Cancellation: exiting the block (normally or by cancellation) stops the server; transfers
     in flight are cut off.
     """
-    storage = HttpStorage()
+    storage = HttpStorage(read_timeout)
     config = HypercornConfig()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None

@@ -11,6 +11,7 @@ from ._activity import ExecEventStream as ExecEventStream
 from ._activity import exe_script_text as exe_script_text
 from ._client import YagnaClient as YagnaClient
 from ._config import DEFAULT_API_URL as DEFAULT_API_URL
+from ._config import DEFAULT_MAX_REPLY_SIZE as DEFAULT_MAX_REPLY_SIZE
 from ._config import ApiConfig as ApiConfig
 from ._config import RetryPolicy as RetryPolicy
 from ._config import Timeouts as Timeouts
@@ -27,6 +28,7 @@ from ._errors import DecodeError as DecodeError
 from ._errors import Forbidden as Forbidden
 from ._errors import Gone as Gone
 from ._errors import NotFound as NotFound
+from ._errors import ReplyTooLarge as ReplyTooLarge
 from ._errors import RequestTimeout as RequestTimeout
 from ._errors import ServerError as ServerError
 from ._errors import Unauthorized as Unauthorized
@@ -36,6 +38,12 @@ from ._market import ApprovalResult as ApprovalResult
 from ._market import MarketApi as MarketApi
 from ._models import *  # noqa: F403 - the models are all public
 from ._models import __all__ as _model_names
+from ._monitor import TRANSIENT_ERRORS as TRANSIENT_ERRORS
+from ._monitor import DaemonAvailable as DaemonAvailable
+from ._monitor import DaemonMonitor as DaemonMonitor
+from ._monitor import DaemonUnavailable as DaemonUnavailable
+from ._monitor import RideOut as RideOut
+from ._monitor import is_transient as is_transient
 from ._net import NetApi as NetApi
 from ._payment import DEFAULT_REQUESTOR_EVENTS as DEFAULT_REQUESTOR_EVENTS
 from ._payment import PaymentApi as PaymentApi
@@ -46,6 +54,7 @@ __all__ = [
     "exe_script_text",
     "YagnaClient",
     "DEFAULT_API_URL",
+    "DEFAULT_MAX_REPLY_SIZE",
     "ApiConfig",
     "RetryPolicy",
     "Timeouts",
@@ -62,6 +71,7 @@ __all__ = [
     "Forbidden",
     "Gone",
     "NotFound",
+    "ReplyTooLarge",
     "RequestTimeout",
     "ServerError",
     "Unauthorized",
@@ -69,6 +79,12 @@ __all__ = [
     "IdentityApi",
     "ApprovalResult",
     "MarketApi",
+    "TRANSIENT_ERRORS",
+    "DaemonAvailable",
+    "DaemonMonitor",
+    "DaemonUnavailable",
+    "RideOut",
+    "is_transient",
     "NetApi",
     "DEFAULT_REQUESTOR_EVENTS",
     "PaymentApi",

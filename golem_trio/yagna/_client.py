@@ -12,6 +12,7 @@ from ._config import ApiConfig
 from ._http import HttpLayer
 from ._identity import IdentityApi
 from ._market import MarketApi
+from ._monitor import DaemonMonitor
 from ._net import NetApi
 from ._payment import PaymentApi
 
@@ -29,6 +30,8 @@ class YagnaClient:
 
     ``transport`` replaces the network (an ``httpx2.MockTransport`` or ``ASGITransport`` in
     tests); ``long_poll_transport`` does the same for the long-poll pool (default: the same).
+    ``monitor`` is where the background loops of the layers above report the daemon's
+    availability (default: a new :class:`DaemonMonitor`).
     """
 
     def __init__(
@@ -38,8 +41,11 @@ class YagnaClient:
         transport: httpx2.AsyncBaseTransport | None = None,
         long_poll_transport: httpx2.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        monitor: DaemonMonitor | None = None,
     ) -> None:
         self.config = config
+        #: The daemon's availability, as the loops that use this client report it.
+        self.monitor = monitor if monitor is not None else DaemonMonitor()
         self._http = HttpLayer(
             config, transport=transport, long_poll_transport=long_poll_transport, rng=rng
         )

@@ -15,6 +15,7 @@ from ._errors import ConfigError
 
 __all__ = [
     "DEFAULT_API_URL",
+    "DEFAULT_MAX_REPLY_SIZE",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "ApiConfig",
@@ -23,6 +24,8 @@ __all__ = [
 ]
 
 DEFAULT_API_URL = "http://127.0.0.1:7465"
+#: The default cap on the size of one reply body (64 MiB).
+DEFAULT_MAX_REPLY_SIZE = 64 * 1024 * 1024
 
 
 @attrs.frozen
@@ -34,6 +37,13 @@ class Timeouts:
     ``long_poll_margin``, so a stalled daemon is noticed soon after the wait it was asked for.
     ``stream_read`` bounds the silence between two chunks of an exec event stream (``None``:
     no bound, the caller's cancel scope decides, since a command may run quietly for hours).
+
+    ``reply`` is the overall deadline of one attempt of a control call: from sending the
+    request until the last byte of the reply (headers and body), however the reply trickles
+    in; ``None`` for no overall deadline. A long poll's overall deadline is its wait plus
+    ``long_poll_margin`` (plus ``connect``). Passing it raises
+    :class:`~golem_trio.yagna.DaemonTimeout`. The exec event stream has none (see
+    ``stream_read``).
     """
 
     connect: float = 5.0
@@ -42,6 +52,12 @@ class Timeouts:
     pool: float = 30.0
     long_poll_margin: float = 10.0
     stream_read: float | None = None
+    reply: float | None = attrs.field(default=60.0)
+
+    @reply.validator
+    def _check_reply(self, _attribute: object, value: float | None) -> None:
+        if value is not None and not value > 0:
+            raise ValueError(f"reply must be > 0 seconds (or None), got {value!r}")
 
 
 @attrs.frozen
@@ -76,6 +92,9 @@ class ApiConfig:
     ``app_key`` is sent as ``Authorization: Bearer``; it never appears in ``repr()``, logs or
     error messages. Each API's base URL defaults to ``api_url`` plus the daemon's standard
     prefix and can be overridden one by one (as ``YAGNA_MARKET_URL`` and friends do).
+    ``max_reply_size`` caps the body of every reply, in bytes after decompression (default
+    :data:`DEFAULT_MAX_REPLY_SIZE`); a larger reply raises
+    :class:`~golem_trio.yagna.ReplyTooLarge` (the exec event stream is not capped as a whole).
     """
 
     app_key: str = attrs.field(repr=False)
@@ -86,6 +105,9 @@ class ApiConfig:
     net_url: str | None = None
     timeouts: Timeouts = DEFAULT_TIMEOUTS
     retry: RetryPolicy = DEFAULT_RETRY
+    max_reply_size: int = attrs.field(
+        default=DEFAULT_MAX_REPLY_SIZE, validator=attrs.validators.ge(1)
+    )
 
     @app_key.validator
     def _check_app_key(self, _attribute: object, value: str) -> None:

@@ -2,11 +2,14 @@
 
 Every failure of a call to the daemon surfaces as one of these, with the operation that failed
 and what the daemon said. None of them ever carries the app key: messages name the operation and
-the URL *path* only, never headers or query strings added for authentication.
+the URL *path* only, never headers or query strings added for authentication, and the reply
+text they quote has every app key a client of this process uses (:func:`remember_secret`) and
+every ``Bearer`` token blanked out (:func:`redact`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 from .._errors import GolemError
@@ -22,12 +25,46 @@ __all__ = [
     "Forbidden",
     "Gone",
     "NotFound",
+    "ReplyTooLarge",
     "RequestTimeout",
     "ServerError",
     "Unauthorized",
     "YagnaError",
     "error_for_status",
+    "redact",
+    "remember_secret",
 ]
+
+
+#: ``Bearer <token>``, as an ``Authorization`` header (or anything echoing one) carries it.
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[^\s'\",;&)}\]]+")
+#: App keys in use by clients of this process (the latest ones; see :func:`remember_secret`).
+_SECRETS: dict[str, None] = {}
+_MAX_SECRETS = 64
+#: How many leading characters of an app key identify it (also in a snippet that cuts it off).
+_KEY_HEAD = 8
+
+
+def remember_secret(secret: str) -> None:
+    """Have every error message of this module blank out ``secret`` (an app key); the client
+    remembers its key when it is made. Keys shorter than 8 characters are not remembered
+    (they would blank out ordinary words; the client still blanks out its own)."""
+    if len(secret) < _KEY_HEAD:
+        return
+    _SECRETS.pop(secret, None)
+    _SECRETS[secret] = None
+    while len(_SECRETS) > _MAX_SECRETS:
+        del _SECRETS[next(iter(_SECRETS))]
+
+
+def redact(text: str) -> str:
+    """``text`` with every remembered app key and every ``Bearer`` token blanked out (a daemon,
+    or a proxy in front of it, may echo what it was sent)."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret[:_KEY_HEAD] in text:
+            # The key, or the start of one cut off by a snippet's length.
+            text = re.sub(re.escape(secret[:_KEY_HEAD]) + r"[\w.~+/=-]*", "***", text)
+    return _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 
 class YagnaError(GolemError):
@@ -42,6 +79,8 @@ class _OperationError(YagnaError):
     """An error raised while performing one REST operation."""
 
     def __init__(self, operation: str, detail: str) -> None:
+        # Details quote replies: never let them carry a key.
+        detail = redact(detail)
         super().__init__(f"{operation}: {detail}")
         #: The operation (the OpenAPI ``operationId``) that failed.
         self.operation = operation
@@ -56,7 +95,21 @@ class DaemonUnreachable(_OperationError):
 
 
 class DaemonTimeout(_OperationError):
-    """The daemon did not answer within the configured timeout."""
+    """The daemon did not answer within the configured timeout, or its reply (headers and
+    body) did not arrive in full before the call's overall deadline."""
+
+
+class ReplyTooLarge(_OperationError):
+    """The daemon's reply body is larger than the client accepts (``ApiConfig.max_reply_size``).
+
+    ``limit`` is the cap in bytes; ``size`` what the reply announced or had sent when it was
+    cut off (at least ``limit + 1``).
+    """
+
+    def __init__(self, operation: str, detail: str, *, limit: int, size: int) -> None:
+        super().__init__(operation, detail)
+        self.limit = limit
+        self.size = size
 
 
 class DecodeError(_OperationError):
@@ -89,6 +142,7 @@ class ApiError(_OperationError):
         method: str,
         path: str,
     ) -> None:
+        message = redact(message) if message else message
         shown = message if message else "(no message)"
         super().__init__(operation, f"{method} {path} -> {status}: {shown}")
         self.status = status

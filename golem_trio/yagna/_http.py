@@ -16,12 +16,20 @@ never repeated: a lost reply there must surface to the caller, who knows what to
 Connection failures and 5xx answers are retried with jittered exponential backoff; a 408 is
 retried only on long polls. Timeouts are never retried, so no call outlives its configured
 timeout by more than the time of the attempts before it.
+
+Every attempt has an overall deadline, from sending the request to the reply's last byte
+(``Timeouts.reply`` for control calls, the wait plus ``long_poll_margin`` and ``connect`` for
+long polls), so a reply that trickles in byte by byte still ends in time
+(:class:`DaemonTimeout`); and every reply body is capped (``ApiConfig.max_reply_size``,
+:class:`ReplyTooLarge`), checked against ``Content-Length`` first and then as it is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Mapping
@@ -32,7 +40,14 @@ import trio
 
 from ._config import ApiConfig
 from ._convert import decode
-from ._errors import DaemonTimeout, DaemonUnreachable, DecodeError, error_for_status
+from ._errors import (
+    DaemonTimeout,
+    DaemonUnreachable,
+    DecodeError,
+    ReplyTooLarge,
+    error_for_status,
+    remember_secret,
+)
 
 __all__ = ["NO_BODY", "HttpLayer"]
 
@@ -46,6 +61,9 @@ class _NoBody:
 
 #: Marks a request with no body (distinct from a JSON ``null`` body).
 NO_BODY: Final = _NoBody()
+
+#: Seconds that closing a reply cut short may take (shielded).
+_CLOSE_BOUND = 1.0
 
 _MAX_ERROR_TEXT = 2000
 
@@ -83,6 +101,7 @@ class HttpLayer:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
+        remember_secret(config.app_key)
         t = config.timeouts
         headers = {
             "Authorization": f"Bearer {config.app_key}",
@@ -134,6 +153,69 @@ class HttpLayer:
 
     def client(self, *, long_poll: bool) -> httpx2.AsyncClient:
         return self._long if long_poll else self._control
+
+    def deadline(self, long_poll: float | None) -> float:
+        """Seconds one attempt may take in all, from sending the request to the reply's last
+        byte (``inf``: no overall deadline)."""
+        t = self.config.timeouts
+        if long_poll is not None:
+            return long_poll + t.long_poll_margin + t.connect
+        return math.inf if t.reply is None else t.reply
+
+    async def _exchange(
+        self,
+        client: httpx2.AsyncClient,
+        operation: str,
+        method: str,
+        path: str,
+        request: httpx2.Request,
+        deadline: float,
+    ) -> httpx2.Response:
+        """Send ``request`` and read its whole reply within ``deadline`` seconds, at most
+        ``max_reply_size`` bytes of body; the reply comes back read (``.content`` is set).
+
+        Raises :class:`DaemonTimeout` (httpx's phases or the deadline), :class:`ReplyTooLarge`,
+        and httpx's transport errors as they are. Cancellation: a checkpoint; a reply cut
+        short is closed (shielded, bounded).
+        """
+        cap = self.config.max_reply_size
+        response: httpx2.Response | None = None
+        with trio.move_on_after(deadline) as scope:
+            try:
+                response = await client.send(request, stream=True)
+                announced = response.headers.get("Content-Length", "")
+                if announced.isdigit() and int(announced) > cap:
+                    raise ReplyTooLarge(
+                        operation,
+                        f"{method} {path}: reply of {announced} bytes, more than {cap}",
+                        limit=cap,
+                        size=int(announced),
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                async with contextlib.aclosing(response.aiter_bytes()) as parts:
+                    async for part in parts:
+                        size += len(part)
+                        if size > cap:
+                            raise ReplyTooLarge(
+                                operation,
+                                f"{method} {path}: reply larger than {cap} bytes",
+                                limit=cap,
+                                size=size,
+                            )
+                        chunks.append(part)
+                # What ``aread()`` would have stored; the reply is read, as a non-streamed one.
+                response._content = b"".join(chunks)
+            finally:
+                if response is not None:
+                    with trio.move_on_after(_CLOSE_BOUND, shield=True):
+                        await response.aclose()
+        if scope.cancelled_caught:
+            raise DaemonTimeout(
+                operation, f"{method} {path}: the reply did not arrive in full within {deadline} s"
+            )
+        assert response is not None
+        return response
 
     def build(
         self,
@@ -190,7 +272,9 @@ class HttpLayer:
         only: for approval waits and activity creation a 408 is the answer).
 
         Raises :class:`ApiError` (a subclass per status) for other statuses,
-        :class:`DaemonUnreachable` and :class:`DaemonTimeout` for transport failures.
+        :class:`DaemonUnreachable` and :class:`DaemonTimeout` for transport failures (and
+        :class:`DaemonTimeout` when an attempt's reply is not in full by its overall
+        deadline), :class:`ReplyTooLarge` for a reply body past ``max_reply_size``.
 
         Cancellation: a checkpoint. If cancelled, the request may or may not have reached the
         daemon.
@@ -205,7 +289,9 @@ class HttpLayer:
             )
             started = time.monotonic()
             try:
-                response = await client.send(request)
+                response = await self._exchange(
+                    client, operation, method, path, request, self.deadline(long_poll)
+                )
             except httpx2.TimeoutException as exc:
                 raise DaemonTimeout(
                     operation, f"{method} {path}: no answer in time ({type(exc).__name__})"

@@ -130,6 +130,7 @@ async def test_the_ledger_records_agreements_activities_documents_and_money(
             "id": worked,
             "providerId": provider.node_id,
             "requestorId": requestor,
+            "appSessionId": "app-1",
             "state": "Terminated",
             "terminator": "Requestor",
             "reason": {"message": "Work done", "golem.requestor.code": 1},
@@ -139,6 +140,7 @@ async def test_the_ledger_records_agreements_activities_documents_and_money(
             "id": rejected,
             "providerId": provider.node_id,
             "requestorId": requestor,
+            "appSessionId": "app-1",
             "state": "Rejected",
             "terminator": None,
             "reason": {"message": "too busy"},
@@ -148,6 +150,7 @@ async def test_the_ledger_records_agreements_activities_documents_and_money(
             "id": expired,
             "providerId": provider.node_id,
             "requestorId": requestor,
+            "appSessionId": "app-1",
             "state": "Expired",
             "terminator": None,
             "reason": None,
@@ -170,6 +173,8 @@ async def test_the_ledger_records_agreements_activities_documents_and_money(
             "totalAmountDue": "1.25",
             "payable": False,
             "status": "ACCEPTED",
+            "acceptRequests": [allocation.allocation_id],
+            "rejectRequests": 0,
             "honest": True,
         }
     ]
@@ -179,6 +184,8 @@ async def test_the_ledger_records_agreements_activities_documents_and_money(
             "agreementId": worked,
             "amount": "2",
             "status": "SETTLED",
+            "acceptRequests": [allocation.allocation_id],
+            "rejectRequests": 0,
             "honest": True,
         }
     ]
@@ -195,32 +202,38 @@ async def test_the_ledger_records_agreements_activities_documents_and_money(
     assert ledger(net)["agreements"][0]["reason"]["message"] == "Work done"
 
 
-async def test_the_ledger_is_served_as_json_without_an_app_key(
+async def test_the_ledger_is_served_as_json_with_the_app_key_only(
     autojump_clock: trio.testing.MockClock, net: LocalNet, provider: NodeIdentity
 ) -> None:
     agreement_id = await negotiate(net.market, net.requestor.node_id, provider.node_id)
     net.market.approve_agreement(provider.node_id, agreement_id, None)
     app = served_app(net)
+    auth = {"Authorization": f"Bearer {net.app_key}"}
     async with httpx2.AsyncClient(
         transport=httpx2.ASGITransport(app=app), base_url="http://localnet"
     ) as client:
-        reply = await client.get(LEDGER_PATH)
+        reply = await client.get(LEDGER_PATH, headers=auth)
         assert reply.status_code == 200
         assert reply.headers["content-type"] == "application/json"
         assert reply.json() == ledger(net)
         assert [a["state"] for a in reply.json()["agreements"]] == ["Approved"]
-        # The daemon's own API still wants its key.
+        # As the daemon's own API, it wants the key (also as ``?authToken=``).
+        assert (await client.get(LEDGER_PATH)).status_code == 401
+        wrong = {"Authorization": "Bearer 0123456789abcdef0123456789abcdef"}
+        assert (await client.get(LEDGER_PATH, headers=wrong)).status_code == 401
+        reply = await client.get(LEDGER_PATH, params={"authToken": net.app_key})
+        assert reply.status_code == 200
         assert (await client.get("/me")).status_code == 401
     assert app.url_path_for("localnetLedger") == LEDGER_PATH
 
-    # LocalNet's control API answers loopback clients only.
+    # LocalNet's control API answers loopback clients only, key or not.
     remote = httpx2.ASGITransport(app=app, client=("192.0.2.7", 40000))
     async with httpx2.AsyncClient(transport=remote, base_url="http://localnet") as client:
-        reply = await client.get(LEDGER_PATH)
+        reply = await client.get(LEDGER_PATH, headers=auth)
         assert reply.status_code == 403
     ipv6 = httpx2.ASGITransport(app=app, client=("::1", 40000))
     async with httpx2.AsyncClient(transport=ipv6, base_url="http://localnet") as client:
-        assert (await client.get(LEDGER_PATH)).status_code == 200
+        assert (await client.get(LEDGER_PATH, headers=auth)).status_code == 200
 
 
 def test_a_document_says_whether_it_was_honest() -> None:

@@ -493,6 +493,10 @@ async def test_payable_debit_notes_and_invoices_are_paid(
             "agreementId": net.agreement_id,
             "amount": "3.5",
             "status": "SETTLED",
+            # Every accept request (the wrong amount, the acceptance, the repeat) and the late
+            # rejection reached the invoice: the ledger says who touched it.
+            "acceptRequests": [alloc_id, alloc_id, alloc_id],
+            "rejectRequests": 1,
         }
     ]
     assert ledger["allocations"] == [

@@ -91,6 +91,9 @@ UNKNOWN_PROPOSAL = "R-" + "0" * 64
 UNKNOWN_HEX_ID = "0" * 32
 #: The reason a requestor gives when it ends an agreement.
 DONE = {"message": "done", "golem.requestor.code": "Success"}
+#: The application session the first agreement is confirmed under, and one nobody uses.
+SESSION = "contract-session"
+OTHER_SESSION = "nobody-uses-this-session"
 
 
 def runtime() -> Callable[..., Any]:
@@ -128,6 +131,13 @@ async def events_until(
                 return event
         if events:
             after = events[-1]["eventDate"]
+
+
+async def session_events(client: httpx2.AsyncClient, path: str, key: str, session: str) -> set[str]:
+    """The ``key`` of every event a persistent feed holds for the application ``session``."""
+    params = {"timeout": 1, "appSessionId": session}
+    events = (await call(client, "GET", path, 200, params=params)).json()
+    return {event[key] for event in events}
 
 
 async def negotiation(
@@ -279,12 +289,22 @@ async def flow(
         # Not confirmed yet: nothing to wait for, nothing to terminate.
         await call(client, "POST", f"{agr}/{agreement_id}/wait", 400, params={"timeout": 1})
         await call(client, "POST", f"{agr}/{agreement_id}/terminate", 409, json=DONE)
-        await call(client, "POST", f"{agr}/{agreement_id}/confirm", 204)
+        session = {"appSessionId": SESSION}
+        await call(client, "POST", f"{agr}/{agreement_id}/confirm", 204, params=session)
         await call(client, "POST", f"{agr}/{agreement_id}/wait", 204, params={"timeout": 10})
         await call(client, "GET", agr, 200)
+        listed = (await call(client, "GET", agr, 200, params=session)).json()
+        assert [entry["id"] for entry in listed] == [agreement_id]
         await call(client, "GET", f"{agr}/{agreement_id}", 200)
         await call(client, "GET", f"{agr}/{UNKNOWN_AGREEMENT}", 404)
         await events_until(client, f"{M}/agreementEvents", "AgreementApprovedEvent")
+        # Application sessions (docs/daemon-notes.md §2.1, §5.2): the agreement's events come
+        # under the session it was confirmed under, and under no other.
+        agreement_events = f"{M}/agreementEvents"
+        assert await session_events(client, agreement_events, "agreementId", SESSION) == {
+            agreement_id
+        }
+        assert await session_events(client, agreement_events, "agreementId", OTHER_SESSION) == set()
 
         # Activity and batches.
         activity_id = (
@@ -343,6 +363,11 @@ async def flow(
             json={"totalAmountAccepted": note["totalAmountDue"], "allocationId": allocation_id},
         )
         await call(client, "GET", f"{P}/debitNotes/{UNKNOWN_UUID}", 404)
+        note_events = f"{P}/debitNoteEvents"
+        assert note["debitNoteId"] in await session_events(
+            client, note_events, "debitNoteId", SESSION
+        )
+        assert await session_events(client, note_events, "debitNoteId", OTHER_SESSION) == set()
         # The daemon cannot reject debit notes (docs/daemon-notes.md §9.7): 501.
         rejection = {"rejectionReason": "BAD_SERVICE", "totalAmountAccepted": "0"}
         await call(client, "POST", f"{note_path}/reject", 501, json=rejection)
@@ -456,6 +481,13 @@ async def flow(
         await call(
             client, "POST", f"{P}/invoices/{invoice_event['invoiceId']}/reject", 200, json=rejection
         )
+        # The second agreement was confirmed without a session: its invoice is not the
+        # session's (the first one's is), and no invoice belongs to a session nobody used.
+        invoice_events = f"{P}/invoiceEvents"
+        assert await session_events(client, invoice_events, "invoiceId", SESSION) == {
+            first_invoice["invoiceId"]
+        }
+        assert await session_events(client, invoice_events, "invoiceId", OTHER_SESSION) == set()
         too_soon = int((time.time() + 60) * 1000)
         hasty = {
             "properties": {**counter["properties"], "golem.srv.comp.expiration": too_soon},

@@ -20,7 +20,7 @@ import httpx2
 import trio
 
 from golem_trio import Cluster, Golem, HealthCheck, Restart, RestartPolicy, Service, vm
-from golem_trio.events import AgreementTerminatedForBilling
+from golem_trio.events import AgreementTerminatedForBilling, InvoiceRejected
 from golem_trio.localnet import (
     ImageStore,
     ProviderSpec,
@@ -33,7 +33,7 @@ from golem_trio.localnet.yagna import YagnaLocalNet, open_yagna_localnet
 from golem_trio.market import StaticResolver, use_resolver
 from golem_trio.services import ActivityDied, AgreementLost, ProviderTerminated, RunFinished
 from golem_trio.work import CommandExecuted
-from golem_trio.yagna import ApiConfig
+from golem_trio.yagna import ApiConfig, YagnaClient
 
 HASH = "8b11df59f84358d47fc6776d0bb7290b0054c15ded2d6f54cf634488"
 DEADLINE = 120.0
@@ -274,3 +274,45 @@ async def test_the_guides_simple_service_runs_on_the_real_daemon(tmp_path: Path)
     assert report is not None
     assert len(report.invoices_accepted) == 2
     assert report.unpaid == ()
+
+
+async def test_a_second_engine_on_the_daemon_leaves_the_first_ones_invoices_alone() -> None:
+    """Two engines in a row on one daemon: the second reads its own application session's
+    documents, from its own start, so the first one's accepted invoices never reach it (it
+    used to reject each as unsolicited)."""
+    with trio.fail_after(2 * DEADLINE):
+        async with stage() as st:
+            async with st.golem:
+                cluster = await st.golem.run_service(Echo, num_instances=2, expiration=expiration())
+                await cluster.wait_running()
+                await cluster.wait_finished()
+            first = st.golem.payment_report
+            assert first is not None
+            assert len(first.invoices_accepted) == 2
+            events: list[object] = []
+            second = Golem(
+                budget=1.0,
+                api_config=ApiConfig(app_key=st.net.app_key, api_url=st.net.url),
+                handle_signals=False,
+                invoice_wait=30,
+                event_consumer=events.append,
+            )
+            async with second:
+                cluster = await second.run_service(Echo, num_instances=1, expiration=expiration())
+                await cluster.wait_running()
+                await cluster.wait_finished()
+            assert [e for e in events if isinstance(e, InvoiceRejected)] == []
+            report = second.payment_report
+            assert report is not None
+            assert report.invoices_rejected == 0
+            assert report.unpaid == ()
+            (agreement_id,) = report.invoices_accepted
+            assert agreement_id not in first.invoices_accepted
+            assert report.app_session_id == second.app_session_id != st.golem.app_session_id
+            # The first engine's invoices stay as it left them: accepted.
+            config = ApiConfig(app_key=st.net.app_key, api_url=st.net.url)
+            async with YagnaClient(config) as yagna:
+                invoices = await yagna.payment.get_invoices()
+                by_agreement = {i.agreement_id: i.status.value for i in invoices}
+            for paid in first.invoices_accepted:
+                assert by_agreement[paid] in ("ACCEPTED", "SETTLED"), by_agreement

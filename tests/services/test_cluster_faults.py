@@ -34,6 +34,7 @@ from golem_trio.services import (
     StopReason,
     Trigger,
 )
+from golem_trio.yagna import BadRequest
 
 Command = tuple[str, int]
 
@@ -120,8 +121,9 @@ async def interpret(
             elif name == "budget":
                 hypothesis.event(f"budget to {arg}%")
                 # A top-up or a cut to ``arg`` percent of the budget now (refused below what
-                # stopping now would cost, and once the budget ran out).
-                with contextlib.suppress(ValueError, RuntimeError):
+                # stopping now would cost, and once the budget ran out; a top-up the account
+                # cannot fund is refused by the daemon).
+                with contextlib.suppress(ValueError, RuntimeError, BadRequest):
                     await stage.golem.set_budget(stage.golem.budget * arg / 100)
                 stage.budget = stage.golem.budget
         except FaultError:

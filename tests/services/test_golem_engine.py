@@ -294,8 +294,13 @@ async def test_a_withdrawn_agreement_is_adopted_and_paid(
                     subnet_tag=golem.subnet_tag,
                     now=now,
                 )
+                # Signed as the engine's own negotiations sign: under its application session.
                 async with open_negotiation(
-                    yagna, demand, platform=golem.payment_platform, now=net.now
+                    yagna,
+                    demand,
+                    platform=golem.payment_platform,
+                    now=net.now,
+                    app_session_id=golem.app_session_id,
                 ) as market:
                     info = await market.sign()
             await yagna.market.terminate_agreement(

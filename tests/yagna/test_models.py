@@ -47,7 +47,17 @@ from golem_trio.yagna._convert import decode, encode
 
 #: Exported attrs classes that are client configuration or call results, never JSON.
 NOT_JSON_MODELS = frozenset(
-    {yagna.ApiConfig, yagna.RetryPolicy, yagna.Timeouts, yagna.ApprovalResult}
+    {
+        yagna.ApiConfig,
+        yagna.RetryPolicy,
+        yagna.Timeouts,
+        yagna.ApprovalResult,
+        # The client's own reports on the daemon's availability, never on the wire.
+        yagna.DaemonAvailable,
+        yagna.DaemonMonitor,
+        yagna.DaemonUnavailable,
+        yagna.RideOut,
+    }
 )
 
 MODELS: list[type[Any]] = sorted(

@@ -1,7 +1,9 @@
-"""The emulated daemon's shared core: errors, identities and app keys, background tasks."""
+"""The emulated daemon's shared core: errors, identities and app keys (random, while ids are
+seeded), background tasks."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -76,7 +78,11 @@ class Daemon:
         self._by_node: dict[str, NodeIdentity] = {}
 
     def add_identity(self, name: str, *, app_key: str | None = None) -> NodeIdentity:
-        identity = NodeIdentity(self.ids.node(), name, app_key or self.ids.app_key())
+        """A new identity: its node id from the seeded ids, its app key random (never derived
+        from the seed, so knowing the seed does not give the key)."""
+        node_id = self.ids.node()
+        self.ids.app_key()  # drawn and dropped, so every seeded id stays what it was
+        identity = NodeIdentity(node_id, name, app_key or secrets.token_hex(16))
         self._by_key[identity.app_key] = identity
         self._by_node[identity.node_id] = identity
         return identity

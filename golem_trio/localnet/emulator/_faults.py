@@ -57,12 +57,12 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._activity import InjectedFault
-from ._http import json_response
+from ._http import control_key_refusal, json_response
 
 if TYPE_CHECKING:
     from ..providers import ProviderAgent
     from ._activity import ActivityState
-    from ._core import NodeIdentity
+    from ._core import Daemon, NodeIdentity
     from ._market import MarketState
 
 __all__ = [
@@ -815,22 +815,29 @@ def _from_loopback(request: Request) -> bool:
         return client.host in ("", "localhost", "testclient")
 
 
-def fault_routes(faults: Faults) -> list[Route]:
+def fault_routes(faults: Faults, daemon: Daemon) -> list[Route]:
     """``GET /localnet/faults`` (``localnetFaults``): the plan and the faults that fired;
     ``POST /localnet/faults/{kind}`` (``localnetTriggerFault``): trigger one, with its
-    parameters as a JSON object body. No app key: LocalNet's own control API, for loopback
-    clients only (403 otherwise)."""
+    parameters as a JSON object body. LocalNet's own control API: for loopback clients only
+    (403 otherwise) that send an app key of ``daemon``'s network (the daemon's plain-text 401
+    otherwise)."""
 
     async def list_faults(request: Request) -> Response:
         await trio.lowlevel.checkpoint()
         if not _from_loopback(request):
             return json_response({"message": "LocalNet faults answer loopback only"}, 403)
+        refusal = control_key_refusal(daemon, request)
+        if refusal is not None:
+            return refusal
         return json_response(faults.json())
 
     async def trigger_fault(request: Request) -> Response:
         raw = await request.body()
         if not _from_loopback(request):
             return json_response({"message": "LocalNet faults answer loopback only"}, 403)
+        refusal = control_key_refusal(daemon, request)
+        if refusal is not None:
+            return refusal
         try:
             params = json.loads(raw) if raw.strip() else {}
         except ValueError:

@@ -16,6 +16,7 @@ from ._core import Daemon, DaemonError, NodeIdentity
 __all__ = [
     "Handler",
     "authenticate",
+    "control_key_refusal",
     "error_response",
     "json_body",
     "json_response",
@@ -55,6 +56,17 @@ def authenticate(daemon: Daemon, request: Request) -> NodeIdentity:
     if not key:
         key = request.query_params.get("authToken")
     return daemon.authenticate(key)
+
+
+def control_key_refusal(daemon: Daemon, request: Request) -> Response | None:
+    """For LocalNet's own control routes (``/localnet/...``): the daemon's plain-text 401 when
+    the request carries no app key of the network (as ``Authorization: Bearer`` or
+    ``?authToken=``), else ``None``."""
+    try:
+        authenticate(daemon, request)
+    except DaemonError as error:
+        return error_response(error)
+    return None
 
 
 async def json_body(request: Request) -> Any:

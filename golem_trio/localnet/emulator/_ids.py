@@ -44,4 +44,6 @@ class Ids:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
     def app_key(self) -> str:
+        """32 hex digits from the seeded generator. Not used as a key (keys are random, see
+        ``Daemon.add_identity``); drawn so that the other ids of a seed stay the same."""
         return self._hex(32)

@@ -1,8 +1,8 @@
 """The ledger: everything that happened on a LocalNet, for tests and benchmarks to check.
 
 :func:`ledger` reads it in Python; :func:`ledger_routes` serves the same JSON at
-``GET /localnet/ledger``, LocalNet's own control API (not a daemon API: no app key, and it
-answers loopback clients only).
+``GET /localnet/ledger``, LocalNet's own control API (not a daemon API: it answers loopback
+clients only, and only with an app key of the network).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from ._activity import ActivityState
 from ._core import Daemon
-from ._http import json_response
+from ._http import control_key_refusal, json_response
 from ._market import Agreement, MarketState, format_time
 from ._payment import PaymentState
 from ._vpn import VpnState
@@ -60,14 +60,19 @@ def ledger(net: LedgerSource) -> Json:
     are RFC 3339 (virtual time), as the daemon writes them.
 
     * ``time``: the network's current (virtual) time.
-    * ``agreements``: ``id``, ``providerId``, ``requestorId``, ``state``, ``terminator``
+    * ``agreements``: ``id``, ``providerId``, ``requestorId``, ``appSessionId`` (the session
+      the requestor confirmed it under, ``null`` for none), ``state``, ``terminator``
       (``"Requestor"``, ``"Provider"`` or ``null``), ``reason`` (why it ended: the termination
       reason, or the rejection or cancellation reason; ``null`` if none was given),
       ``approvedDate`` (``null`` if never approved).
     * ``activities``: ``id``, ``agreementId``, ``providerId``, ``state``.
     * ``debitNotes``: ``id``, ``agreementId``, ``activityId``, ``totalAmountDue``, ``payable``,
-      ``status``, ``honest``.
-    * ``invoices``: ``id``, ``agreementId``, ``amount``, ``status``, ``honest``.
+      ``status``, ``acceptRequests``, ``rejectRequests``, ``honest``.
+    * ``invoices``: ``id``, ``agreementId``, ``amount``, ``status``, ``acceptRequests``,
+      ``rejectRequests``, ``honest``.
+      ``acceptRequests`` lists the allocation named by each accept request the requestor
+      sent for the document (answered or refused), ``rejectRequests`` counts its reject
+      requests: who touched the document.
     * ``allocations``: ``id``, ``totalAmount``, ``spentAmount``, ``released``.
     * ``payments``: ``id``, ``payerId``, ``payeeId``, ``amount``.
     * ``networks``: ``id``, ``ip``, ``mask``, ``gateway``, ``ownerId``, ``removed``, ``nodes``.
@@ -98,12 +103,16 @@ def ledger(net: LedgerSource) -> Json:
 
 def ledger_routes(net: LedgerSource) -> list[Route]:
     """``GET /localnet/ledger`` (``localnetLedger``): :func:`ledger` as JSON, to loopback
-    clients only (403 otherwise)."""
+    clients only (403 otherwise) that send an app key of the network (the daemon's plain-text
+    401 otherwise)."""
 
     async def get_ledger(request: Request) -> Response:
         await trio.lowlevel.checkpoint()
         if not _from_loopback(request):
             return json_response({"message": "the LocalNet ledger answers loopback only"}, 403)
+        refusal = control_key_refusal(net.daemon, request)
+        if refusal is not None:
+            return refusal
         return json_response(ledger(net))
 
     return [Route(LEDGER_PATH, get_ledger, methods=["GET"], name="localnetLedger")]
@@ -130,6 +139,7 @@ def _agreement(market: MarketState, agreement: Agreement, endings: dict[str, Jso
         "id": agreement.agreement_id,
         "providerId": agreement.provider_id,
         "requestorId": agreement.requestor_id,
+        "appSessionId": agreement.app_session_id,
         "state": agreement.state.value,
         "terminator": agreement.terminator,
         "reason": copy.deepcopy(reason),

@@ -171,6 +171,11 @@ class _Document:
     status: DocumentStatus = DocumentStatus.ISSUED
     #: False for a document its provider falsified on purpose (a LocalNet fault).
     honest: bool = True
+    #: The allocation named by each accept request that reached the document, in order, and
+    #: how many reject requests reached it (whatever the answer): who touched it, for the
+    #: ledger (an application accepts from its own allocation).
+    accept_requests: list[str] = attrs.Factory(list)
+    reject_requests: int = 0
 
     @property
     def agreement_id(self) -> str:
@@ -831,6 +836,7 @@ class PaymentState:
         the activity; a payable note is paid and settled at once."""
         amount, allocation_id = self._acceptance(body)  # the daemon reads the body first
         note: DebitNote = self._received(self.debit_notes, requestor_id, debit_note_id)
+        note.accept_requests.append(allocation_id)
         if amount != note.total_amount_due:
             raise DaemonError(400, "Invalid amount accepted")
         if note.status in (DocumentStatus.ACCEPTED, DocumentStatus.SETTLED):
@@ -868,6 +874,9 @@ class PaymentState:
 
     def reject_debit_note(self, requestor_id: str, debit_note_id: str, body: object) -> None:
         """``POST /debitNotes/{id}/reject``: 501 on the daemon 0.17, whatever the note."""
+        note = self.debit_notes.get(debit_note_id)
+        if note is not None and note.recipient_id == requestor_id:
+            note.reject_requests += 1
         raise DaemonError(501, None)
 
     def _invoice_of(self, agreement_id: str) -> Invoice | None:
@@ -881,6 +890,7 @@ class PaymentState:
         the agreement; the unpaid rest is paid and the invoice settled at once."""
         amount, allocation_id = self._acceptance(body)
         invoice: Invoice = self._received(self.invoices, requestor_id, invoice_id)
+        invoice.accept_requests.append(allocation_id)
         if amount != invoice.amount:
             raise DaemonError(400, "Invalid amount accepted")
         if invoice.status in (DocumentStatus.ACCEPTED, DocumentStatus.SETTLED):
@@ -916,6 +926,7 @@ class PaymentState:
         """``POST /invoices/{id}/reject``: the provider is told why (400 once decided)."""
         rejection = self._rejection(body)
         invoice: Invoice = self._received(self.invoices, requestor_id, invoice_id)
+        invoice.reject_requests += 1
         status = invoice.status
         if status is DocumentStatus.REJECTED:
             return
@@ -1159,6 +1170,8 @@ class PaymentState:
                     "totalAmountDue": _amount_text(n.total_amount_due),
                     "payable": n.payment_due_date is not None,
                     "status": n.status.value,
+                    "acceptRequests": list(n.accept_requests),
+                    "rejectRequests": n.reject_requests,
                 }
                 for n in self.debit_notes.values()
             ],
@@ -1168,6 +1181,8 @@ class PaymentState:
                     "agreementId": i.agreement_id,
                     "amount": _amount_text(i.amount),
                     "status": i.status.value,
+                    "acceptRequests": list(i.accept_requests),
+                    "rejectRequests": i.reject_requests,
                 }
                 for i in self.invoices.values()
             ],

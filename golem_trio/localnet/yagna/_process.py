@@ -1,9 +1,21 @@
 """The local processes of the real daemon backend (``yagna``, ``anvil``): how they start and stop.
 
 Each runs in a process group of its own, on loopback, with a small environment passed through
-from ours, its output in a log file. It is killed if the thread that started it dies (Linux,
-main thread only), stopped by process group (SIGTERM, repeated, then SIGKILL) when its owner
-stops it, and its owner's ``stop`` is also registered to run at interpreter exit::
+from ours, its output in a log file. It is stopped by process group (SIGTERM, repeated, then
+SIGKILL) when its owner stops it, and its owner's ``stop`` is also registered to run at
+interpreter exit.
+
+It also dies with this process, however this process ends (``SIGKILL`` included, from any
+thread): it runs under a *lifeline*, a small Python wrapper that leads the process group,
+starts the command as its child and reads its standard input, the read end of a pipe whose
+write end only this process holds. When this process dies the kernel closes that end; the
+wrapper reads end-of-file and stops its group (SIGTERM, then SIGKILL after
+:data:`LIFELINE_GRACE` seconds). The command itself gets ``PR_SET_PDEATHSIG`` (Linux) against
+the wrapper, whose only thread lives as long as the wrapper does, so it dies with the wrapper
+too. (``PR_SET_PDEATHSIG`` set against *this* process would not do: the kernel ties it to the
+spawning thread, and trio spawns processes from worker threads that come and go.)
+
+::
 
     def start(self) -> None:
         stop_at_exit(self.stop)
@@ -36,6 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Final
 
 __all__ = [
+    "LIFELINE_GRACE",
     "LOOPBACK",
     "PASSTHROUGH_ENV",
     "cancel_stop_at_exit",
@@ -55,6 +68,77 @@ so a developer's own settings cannot leak in."""
 
 _SIGTERM_REPEAT: Final = 0.5
 
+LIFELINE_GRACE: Final = 3.0
+"""Seconds a process whose parent died has to stop after SIGTERM, before SIGKILL."""
+
+# The lifeline wrapper (run as ``python -I -c _LIFELINE GRACE CMD...``): the standard library
+# only, no imports from this package (it runs in the child's environment).
+_LIFELINE: Final = r"""
+import ctypes, os, signal, subprocess, sys, threading, time
+grace = float(sys.argv[1])
+# The group's SIGTERM (a stop by the owner) is for the command; the wrapper waits for it. A
+# handler, not SIG_IGN, so the command starts with the default.
+signal.signal(signal.SIGTERM, lambda *_: None)
+signal.signal(signal.SIGINT, lambda *_: None)
+def die_with_wrapper():
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass
+try:
+    child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, preexec_fn=die_with_wrapper)
+except OSError as exc:
+    print(f"lifeline: cannot start {sys.argv[2]}: {exc}", file=sys.stderr, flush=True)
+    sys.exit(127)
+def watch():
+    try:
+        while os.read(0, 1024):
+            pass
+    except OSError:
+        pass
+    # The parent is gone: stop the whole group.
+    try:
+        os.killpg(0, signal.SIGTERM)
+    except OSError:
+        pass
+    deadline = time.monotonic() + grace
+    while child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(0, signal.SIGKILL)
+threading.Thread(target=watch, daemon=True).start()
+code = child.wait()
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+_lifeline_lock = threading.Lock()
+#: The pipe of the lifeline: (read end, write end); made once per process, never closed here.
+_lifeline_fds: tuple[int, int] | None = None
+
+
+def _lifeline_read_end() -> int:
+    """The read end of this process's lifeline pipe (made on first use). Both ends are not
+    inheritable: the read end is passed explicitly as a wrapper's standard input, the write end
+    stays in this process only, so it closes exactly when this process dies."""
+    global _lifeline_fds
+    with _lifeline_lock:
+        if _lifeline_fds is None:
+            _lifeline_fds = os.pipe()
+        return _lifeline_fds[0]
+
+
+def _forget_lifeline_after_fork() -> None:
+    """In a forked child, close the copy of the parent's lifeline: its own is made if needed."""
+    global _lifeline_fds
+    fds, _lifeline_fds = _lifeline_fds, None
+    if fds is not None:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+os.register_at_fork(after_in_child=_forget_lifeline_after_fork)
+
 
 def passthrough_env() -> dict[str, str]:
     """The variables of :data:`PASSTHROUGH_ENV` that our environment has."""
@@ -66,7 +150,8 @@ def parent_death_hook() -> Callable[[], None] | None:
 
     Linux only, and only from the main thread: the kernel ties the signal to the
     spawning *thread*, so spawning from a worker thread would kill the daemon
-    as soon as that thread ends.
+    as soon as that thread ends. :func:`spawn_process_group` does not need it (its
+    lifeline works from any thread); kept for callers that spawn processes themselves.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -88,18 +173,19 @@ def parent_death_hook() -> Callable[[], None] | None:
 def spawn_process_group(
     cmd: Sequence[str], *, env: Mapping[str, str], cwd: pathlib.Path, log: IO[bytes]
 ) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` as the leader of a new process group (session), with no input, its
-    output and errors into ``log``, and :func:`parent_death_hook`. Stop it with
+    """Start ``cmd`` in a new process group (session) under its lifeline (see the module's
+    notes), with no input, its output and errors into ``log``. The process returned is the
+    group's leader, the wrapper: it exits when ``cmd`` exits, with its exit status (``128 + N``
+    for signal ``N``), and ``cmd`` and its group die when this process dies. Stop it with
     :func:`stop_process_group`."""
     return subprocess.Popen(
-        cmd,
+        [sys.executable, "-I", "-c", _LIFELINE, str(LIFELINE_GRACE), *cmd],
         env=env,
         cwd=cwd,
-        stdin=subprocess.DEVNULL,
+        stdin=_lifeline_read_end(),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=parent_death_hook(),
     )
 
 
