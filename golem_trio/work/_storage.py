@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -237,9 +237,13 @@ class HttpStorage:
         logger.warning("a transfer to %s broke off: %s", self.base_url, problem)
         raise _BrokenOff(problem)
 
-    async def _receive_to_memory(self, request: Request, receipt: Receipt) -> Response:
+    async def _pump(
+        self, request: Request, receipt: Receipt, sink: Callable[[bytes], Awaitable[object]]
+    ) -> int | Response:
+        """Hand the PUT's body to ``sink`` chunk by chunk: its size, or the answer that ends
+        it early (413 past the receipt's limit, which finishes the receipt; 400 when the body
+        broke off)."""
         await trio.lowlevel.checkpoint()
-        chunks: list[bytes] = []
         size = 0
         try:
             async with contextlib.aclosing(request.stream()) as stream:
@@ -250,9 +254,21 @@ class HttpStorage:
                             f"more than the limit of {receipt.limit} bytes", too_large=True
                         )
                         return Response("too large\n", status_code=413)
-                    chunks.append(chunk)
+                    await sink(chunk)
         except _BrokenOff:  # the client sees no answer anyway
             return Response("broken off\n", status_code=400)
+        return size
+
+    async def _receive_to_memory(self, request: Request, receipt: Receipt) -> Response:
+        chunks: list[bytes] = []
+
+        async def keep(chunk: bytes) -> None:
+            await trio.lowlevel.checkpoint()
+            chunks.append(chunk)
+
+        size = await self._pump(request, receipt, keep)
+        if isinstance(size, Response):
+            return size
         receipt.data = b"".join(chunks)
         receipt.size = size
         receipt._finish()
@@ -261,22 +277,13 @@ class HttpStorage:
     async def _receive_to_file(self, request: Request, receipt: Receipt, path: Path) -> Response:
         partial = path.with_name(f".{path.name}.{receipt.token[:8]}.part")
         await trio.Path(path.parent).mkdir(parents=True, exist_ok=True)
-        size = 0
         ok = False
         file = await trio.open_file(partial, "wb")
         try:
-            async with contextlib.aclosing(request.stream()) as stream:
-                while (chunk := await self._read(stream, receipt)) is not None:
-                    size += len(chunk)
-                    if receipt.limit is not None and size > receipt.limit:
-                        receipt._finish(
-                            f"more than the limit of {receipt.limit} bytes", too_large=True
-                        )
-                        return Response("too large\n", status_code=413)
-                    await file.write(chunk)
+            size = await self._pump(request, receipt, file.write)
+            if isinstance(size, Response):
+                return size
             ok = True
-        except _BrokenOff:  # the client sees no answer anyway
-            return Response("broken off\n", status_code=400)
         except Exception as exc:
             receipt._finish(f"the download could not be written: {exc}")
             raise
