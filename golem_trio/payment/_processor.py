@@ -342,8 +342,13 @@ class PaymentProcessor:
     async def _poll_invoices(self) -> None:
         """Poll invoice events until cancelled, riding out the daemon's faults as
         :meth:`_poll_debit_notes` does."""
+        await self._invoice_rounds(until=lambda: False)
+
+    async def _invoice_rounds(self, *, until: Callable[[], bool]) -> None:
+        """Invoice rounds until ``until()`` holds, riding out the daemon's faults."""
+        await trio.lowlevel.checkpoint()
         ride = self._yagna.monitor.ride_out("getInvoiceEvents")
-        while True:
+        while not until():
             try:
                 await self._invoice_round()
             except TRANSIENT_ERRORS as exc:
@@ -539,15 +544,7 @@ class PaymentProcessor:
     async def _drain_invoices(self) -> None:
         """Poll invoices until every registered agreement has had one decided, riding out
         the daemon's faults (the caller bounds the wait)."""
-        await trio.lowlevel.checkpoint()
-        ride = self._yagna.monitor.ride_out("getInvoiceEvents")
-        while not self._all_invoiced():
-            try:
-                await self._invoice_round()
-            except TRANSIENT_ERRORS as exc:
-                await ride.failed(exc)
-            else:
-                ride.succeeded()
+        await self._invoice_rounds(until=self._all_invoiced)
 
     def _make_report(self, released: bool) -> PaymentReport:
         unpaid = dict(self._unpaid)
