@@ -356,8 +356,9 @@ class ClusterCappedByBudget(Event):
         cluster_id: The cluster.
         service_class: The name of its service class.
         requested: Instances asked for (live ones).
-        carried: Instances the budget carries now (those that hold or are signing an
-            agreement).
+        carried: Instances of this cluster the budget carries now (those that hold or are
+            signing an agreement). The budget is the engine's, shared by all its clusters:
+            what the others hold counts in ``exposure`` and leaves less room for this one.
         budget: The budget (less the margin the engine keeps).
         exposure: What can still be spent on everything signed so far, at its worst, before
             the engine could stop it.

@@ -63,6 +63,7 @@ class _Window:
     kinds: Sequence[str]
     routes: Sequence[re.Pattern[str]]
     over: trio.Event = attrs.field(factory=trio.Event)
+    hit: trio.Event = attrs.field(factory=trio.Event)
     turn: itertools.count[int] = attrs.field(factory=itertools.count)
 
     def matches(self, path: str) -> bool:
@@ -107,6 +108,13 @@ class FaultProxy:
             self._window.over.set()
             self._window = None
 
+    async def wait_hit(self) -> None:
+        """Return once the current fault window answered a request with a fault."""
+        window = self._window
+        if window is None:
+            raise RuntimeError("no fault window is open")
+        await window.hit.wait()
+
     @contextlib.asynccontextmanager
     async def window(
         self, seconds: float, kinds: Iterable[str] = ("503",), routes: Iterable[str] = ()
@@ -133,6 +141,7 @@ class FaultProxy:
             if window is not None and window.matches(urlsplit(path).path):
                 kind = window.next_kind()
                 self.injected[kind] += 1
+                window.hit.set()
                 await self._fault(client, kind, window)
                 return
             self.forwarded += 1

@@ -188,6 +188,11 @@ class AgreementBilling:
     # --- answers ---
 
     @property
+    def unread_activities(self) -> tuple[str, ...]:
+        """The activities known to this agreement whose usage no reading has bounded yet."""
+        return tuple(a for a, activity in self._activities.items() if activity.usage is None)
+
+    @property
     def records(self) -> tuple[BillingRecord, ...]:
         return tuple(self._records)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import TypeAlias
@@ -29,7 +29,9 @@ from golem_trio.yagna import (
     TRANSIENT_ERRORS,
     ActivityUsage,
     AllocationUpdate,
+    DaemonTimeout,
     DebitNote,
+    DocumentStatus,
     Invoice,
     NewAllocation,
     Reason,
@@ -164,6 +166,26 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+#: Seconds the processor waits for one usage reading of its own (see
+#: :meth:`PaymentProcessor._read_usage`).
+USAGE_READ_BOUND = 5.0
+
+
+@attrs.frozen
+class _Send:
+    """A decision's call to the daemon, made by :meth:`PaymentProcessor._send`.
+
+    ``call`` makes it; ``in_effect`` reads the document back and says whether the daemon holds
+    it as decided already (asked before each retry, so a call whose reply was lost is not
+    made twice); ``done`` and ``failed`` record the outcome."""
+
+    operation: str
+    call: Callable[[], Awaitable[object]]
+    in_effect: Callable[[], Awaitable[bool]]
+    done: Callable[[], None]
+    failed: Callable[[str], None]
+
+
 # --- the processor -----------------------------------------------------------------------------
 
 
@@ -218,6 +240,11 @@ class PaymentProcessor:
         self.report: PaymentReport | None = None
         self._hurried = False
         self._drain_scope: trio.CancelScope | None = None
+        #: Where decisions' calls run (set by :func:`open_payments`), how many are under way,
+        #: and their scopes (cancelled when the processor gives up on them at exit).
+        self._senders: trio.Nursery | None = None
+        self._sending = 0
+        self._send_scopes: set[trio.CancelScope] = set()
 
     @property
     def events(self) -> tuple[PaymentEvent, ...]:
@@ -334,9 +361,7 @@ class PaymentProcessor:
             ride.succeeded()
             for event in events:
                 if "Received" in event.event_type and event.debit_note_id not in self._seen:
-                    self._seen.add(event.debit_note_id)
-                    with trio.move_on_after(self._call_timeout, shield=True):
-                        await self._debit_note(event.debit_note_id)
+                    await self._handle("debit note", event.debit_note_id, self._debit_note)
                 self._notes_after = event.event_date
 
     async def _poll_invoices(self) -> None:
@@ -364,10 +389,28 @@ class PaymentProcessor:
         )
         for event in events:
             if "Received" in event.event_type and event.invoice_id not in self._seen:
-                self._seen.add(event.invoice_id)
-                with trio.move_on_after(self._call_timeout, shield=True):
-                    await self._invoice(event.invoice_id)
+                await self._handle("invoice", event.invoice_id, self._invoice)
             self._invoices_after = event.event_date
+
+    async def _handle(
+        self, kind: str, document_id: str, handler: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """Handle one received document, shielded and bounded by ``call_timeout``. When the
+        daemon fails or the bound passes before the document was decided, it is read again on
+        the next round: the error propagates (a :data:`TRANSIENT_ERRORS` one, which the
+        round's loop rides out) and the feed's cursor stays before the document's event."""
+        self._seen.add(document_id)
+        try:
+            with trio.move_on_after(self._call_timeout, shield=True) as scope:
+                await handler(document_id)
+        except BaseException:
+            self._seen.discard(document_id)
+            raise
+        if scope.cancelled_caught:
+            self._seen.discard(document_id)
+            raise DaemonTimeout(
+                f"{kind} {document_id}", f"not decided within {self._call_timeout} s"
+            )
 
     async def _debit_note(self, debit_note_id: str) -> None:
         await trio.lowlevel.checkpoint()
@@ -375,9 +418,7 @@ class PaymentProcessor:
             note = await self._yagna.payment.get_debit_note(debit_note_id)
         except YagnaError as exc:
             if is_transient(exc):
-                # The daemon failed, not the note: read it again on the next round (the
-                # feed's cursor stays before its event).
-                self._seen.discard(debit_note_id)
+                # The daemon failed, not the note: read it again on the next round.
                 raise
             return
         if self._made_elsewhere("debit note", debit_note_id, note.agreement_id):
@@ -429,16 +470,23 @@ class PaymentProcessor:
         except BudgetExceeded as exc:
             self._refuse_note(note, BUDGET_EXCEEDED, str(exc))
             return
-        try:
-            await self._yagna.payment.accept_debit_note(
-                note.debit_note_id, decision.amount, self.allocation_id
-            )
-        except YagnaError as exc:
-            self._refuse_note(note, "AcceptFailed", str(exc))
-            return
-        self._record(
-            DebitNoteAccepted(
-                note.debit_note_id, note.agreement_id, note.activity_id, decision.amount, increase
+        accepted = DebitNoteAccepted(
+            note.debit_note_id, note.agreement_id, note.activity_id, decision.amount, increase
+        )
+
+        async def in_effect() -> bool:
+            now = await self._yagna.payment.get_debit_note(note.debit_note_id)
+            return now.status in (DocumentStatus.ACCEPTED, DocumentStatus.SETTLED)
+
+        self._send_soon(
+            _Send(
+                "acceptDebitNote",
+                lambda: self._yagna.payment.accept_debit_note(
+                    note.debit_note_id, decision.amount, self.allocation_id
+                ),
+                in_effect,
+                lambda: self._record(accepted),
+                lambda error: self._refuse_note(note, "AcceptFailed", error),
             )
         )
 
@@ -468,11 +516,11 @@ class PaymentProcessor:
             invoice = await self._yagna.payment.get_invoice(invoice_id)
         except YagnaError as exc:
             if is_transient(exc):
-                self._seen.discard(invoice_id)  # read it again on the next round
-                raise
+                raise  # read it again on the next round
             return
         if self._made_elsewhere("invoice", invoice_id, invoice.agreement_id):
             return
+        await self._read_usage(invoice.agreement_id)
         decision: Decision = self.billing.check_invoice(invoice, self._now())
         known = self.billing.get(invoice.agreement_id) is not None
         if isinstance(decision, Accept):
@@ -506,31 +554,41 @@ class PaymentProcessor:
                 )
             )
             return
-        try:
-            await self._yagna.payment.accept_invoice(
-                invoice.invoice_id, decision.amount, self.allocation_id
-            )
-        except YagnaError as exc:
+        self._unpaid[agreement_id] = Unpaid(
+            agreement_id, "accepting: the daemon has not confirmed it", invoice.amount
+        )
+
+        async def in_effect() -> bool:
+            now = await self._yagna.payment.get_invoice(invoice.invoice_id)
+            return now.status in (DocumentStatus.ACCEPTED, DocumentStatus.SETTLED)
+
+        def done() -> None:
+            self._paid[agreement_id] = decision.amount
+            self._unpaid.pop(agreement_id, None)
+            self._record(InvoiceAccepted(invoice.invoice_id, agreement_id, decision.amount))
+
+        def failed(error: str) -> None:
             self._unpaid[agreement_id] = Unpaid(
-                agreement_id, f"accepting failed: {exc}", invoice.amount
+                agreement_id, f"accepting failed: {error}", invoice.amount
             )
-            return
-        self._paid[agreement_id] = decision.amount
-        self._unpaid.pop(agreement_id, None)
-        self._record(InvoiceAccepted(invoice.invoice_id, agreement_id, decision.amount))
+
+        self._send_soon(
+            _Send(
+                "acceptInvoice",
+                lambda: self._yagna.payment.accept_invoice(
+                    invoice.invoice_id, decision.amount, self.allocation_id
+                ),
+                in_effect,
+                done,
+                failed,
+            )
+        )
 
     async def _reject_invoice(self, invoice: Invoice, decision: Reject) -> None:
         await trio.lowlevel.checkpoint()
-        sent = True
-        try:
-            await self._yagna.payment.reject_invoice(
-                invoice.invoice_id,
-                Rejection(decision.reason, decision.amount_accepted, decision.message),
-            )
-        except YagnaError:
-            sent = False
-        self._record(
-            InvoiceRejected(
+
+        def rejected(sent: bool) -> InvoiceRejected:
+            return InvoiceRejected(
                 invoice.invoice_id,
                 invoice.agreement_id,
                 invoice.amount,
@@ -539,12 +597,101 @@ class PaymentProcessor:
                 decision.message,
                 sent,
             )
+
+        async def in_effect() -> bool:
+            now = await self._yagna.payment.get_invoice(invoice.invoice_id)
+            return now.status is DocumentStatus.REJECTED
+
+        self._send_soon(
+            _Send(
+                "rejectInvoice",
+                lambda: self._yagna.payment.reject_invoice(
+                    invoice.invoice_id,
+                    Rejection(decision.reason, decision.amount_accepted, decision.message),
+                ),
+                in_effect,
+                lambda: self._record(rejected(True)),
+                lambda _error: self._record(rejected(False)),
+            )
         )
+
+    async def _read_usage(self, agreement_id: str) -> None:
+        """Read the usage of the agreement's activities that no reading bounds yet (the
+        provider ended the agreement before the engine read it, say), so the invoice is checked
+        against the usage too; bounded by :data:`USAGE_READ_BOUND`, and nothing happens for an
+        activity the daemon cannot answer for."""
+        await trio.lowlevel.checkpoint()
+        billing = self.billing.get(agreement_id)
+        if billing is None:
+            return
+        with trio.move_on_after(USAGE_READ_BOUND):
+            await trio.lowlevel.checkpoint()
+            for activity_id in billing.unread_activities:
+                try:
+                    usage = await self._yagna.activity.get_usage(activity_id)
+                except YagnaError as exc:
+                    logger.debug("usage of activity %s: %s", activity_id, exc)
+                    continue
+                self.activity_usage(agreement_id, activity_id, usage)
+
+    # --- sending decisions ---
+
+    def _send_soon(self, send: _Send) -> None:
+        if self._senders is None:
+            raise RuntimeError("the processor is not running")
+        self._sending += 1
+        self._senders.start_soon(self._send, send)
+
+    async def _send(self, send: _Send) -> None:
+        """Make a decision's call, riding out the daemon's faults until it goes through or
+        the daemon refuses it; the processor gives up on it only at exit (after the invoice
+        wait). Shielded: cancelling the processor's tasks does not cut it short."""
+        scope = trio.CancelScope(shield=True)
+        self._send_scopes.add(scope)
+        failure: str | None = "given up at exit: the daemon did not answer"
+        try:
+            with scope:
+                await trio.lowlevel.checkpoint()
+                failure = await self._deliver(send)
+        finally:
+            self._send_scopes.discard(scope)
+            self._sending -= 1
+            if failure is None:
+                send.done()
+            else:
+                logger.warning("%s: %s", send.operation, failure)
+                send.failed(failure)
+            self._notify()
+
+    async def _deliver(self, send: _Send) -> str | None:
+        """``None`` once the daemon holds the document as decided, else why not."""
+        ride = self._yagna.monitor.ride_out(send.operation)
+        retried = False
+        while True:
+            await trio.lowlevel.checkpoint()
+            try:
+                if not (retried and await send.in_effect()):
+                    await send.call()
+            except TRANSIENT_ERRORS as exc:
+                retried = True
+                await ride.failed(exc)
+                continue
+            except YagnaError as exc:
+                return str(exc)
+            ride.succeeded()
+            return None
+
+    def _give_up_sending(self) -> None:
+        for scope in list(self._send_scopes):
+            scope.cancel()
 
     async def _drain_invoices(self) -> None:
         """Poll invoices until every registered agreement has had one decided, riding out
-        the daemon's faults (the caller bounds the wait)."""
+        the daemon's faults, then wait for the decisions' calls to go through (the caller
+        bounds the wait)."""
         await self._invoice_rounds(until=self._all_invoiced)
+        while self._sending:
+            await self._changed.wait()
 
     def _make_report(self, released: bool) -> PaymentReport:
         unpaid = dict(self._unpaid)
@@ -632,20 +779,27 @@ async def open_payments(
     )
     released = False
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(processor._poll_debit_notes)
-            nursery.start_soon(processor._poll_invoices)
+        # The decisions' calls outlive the polls: they may go on during the final wait.
+        async with trio.open_nursery() as senders:
+            processor._senders = senders
             try:
-                yield processor
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(processor._poll_debit_notes)
+                    nursery.start_soon(processor._poll_invoices)
+                    try:
+                        yield processor
+                    finally:
+                        nursery.cancel_scope.cancel()
             finally:
-                nursery.cancel_scope.cancel()
+                with trio.move_on_after(invoice_wait, shield=True) as drain:
+                    processor._drain_scope = drain
+                    if processor._hurried:
+                        drain.cancel()
+                    await processor._drain_invoices()
+                processor._drain_scope = None
+                processor._give_up_sending()
     finally:
-        with trio.move_on_after(invoice_wait, shield=True) as drain:
-            processor._drain_scope = drain
-            if processor._hurried:
-                drain.cancel()
-            await processor._drain_invoices()
-        processor._drain_scope = None
+        processor._senders = None
         with trio.move_on_after(call_timeout, shield=True):
             try:
                 await yagna.payment.release_allocation(allocation.allocation_id)

@@ -44,7 +44,8 @@ def check_invariants(
     ``source`` is a LocalNet or its ledger (``ledger(net)`` or ``GET /localnet/ledger``).
     Checked: no agreement left live (proposed, pending or approved); no activity left alive;
     every honest invoice accepted; no dishonest debit note or invoice accepted; what the
-    allocations spent within ``budget`` (when given) and equal to the accepted invoices; every
+    allocations spent within ``budget`` (when given) and equal to what was accepted (per
+    agreement its accepted invoice, or, when none was, its accepted debit notes); every
     allocation released (unless ``require_released`` is false); no application touched another
     one's documents (see :func:`_touched_by_others`).
     """
@@ -59,7 +60,7 @@ def check_invariants(
     for activity in book["activities"]:
         if activity["state"] != "Terminated":
             problems.append(f"activity {activity['id']} is left {activity['state']}")
-    accepted = Decimal(0)
+    invoiced: dict[str, Decimal] = {}
     for invoice in book["invoices"]:
         status = str(invoice["status"])
         paid = status in _PAID_STATUSES
@@ -71,15 +72,29 @@ def check_invariants(
         if not invoice.get("honest", True) and paid:
             problems.append(f"dishonest invoice {invoice['id']} was accepted ({status})")
         if paid:
-            accepted += Decimal(invoice["amount"])
+            agreement_id = str(invoice["agreementId"])
+            invoiced[agreement_id] = invoiced.get(agreement_id, Decimal(0)) + Decimal(
+                invoice["amount"]
+            )
+    # Debit notes are cumulative per activity: an agreement with no accepted invoice is
+    # committed to the last accepted note of each of its activities.
+    noted: dict[tuple[str, str], Decimal] = {}
     for note in book["debitNotes"]:
-        if not note.get("honest", True) and str(note["status"]) in _PAID_STATUSES:
+        paid = str(note["status"]) in _PAID_STATUSES
+        if not note.get("honest", True) and paid:
             problems.append(f"dishonest debit note {note['id']} was accepted")
+        if paid:
+            key = (str(note["agreementId"]), str(note.get("activityId")))
+            noted[key] = max(noted.get(key, Decimal(0)), Decimal(note["totalAmountDue"]))
+    accepted = sum(invoiced.values(), Decimal(0)) + sum(
+        (amount for (agreement_id, _), amount in noted.items() if agreement_id not in invoiced),
+        Decimal(0),
+    )
     spent = sum((Decimal(a["spentAmount"]) for a in book["allocations"]), Decimal(0))
     if budget is not None and spent > Decimal(str(budget)):
         problems.append(f"spent {spent} over the budget {budget}")
     if spent != accepted:
-        problems.append(f"allocations spent {spent} but accepted invoices total {accepted}")
+        problems.append(f"allocations spent {spent} but the accepted documents total {accepted}")
     if require_released:
         for allocation in book["allocations"]:
             if not allocation["released"]:

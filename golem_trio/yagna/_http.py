@@ -11,7 +11,11 @@ which the daemon treats as idempotent), and removals (``DELETE``, terminate), wh
 that finds the object already gone (404/410) means the first attempt went through, so it
 counts as success. Creating things (demands, counter-proposals, agreements, activities,
 allocations, networks, exec batches) and one-shot transitions (confirm, cancel, reject) are
-never repeated: a lost reply there must surface to the caller, who knows what to do.
+never repeated: a lost reply there must surface to the caller, who knows what to do. The one
+exception is a request the daemon certainly never handled: the connection could not be made
+(refused, no route), or a 503 came back (the daemon answers 500 for its own failures, so a 503
+is a proxy or a daemon not ready yet). Those are resent, for every operation, within the
+same retry policy.
 
 Connection failures and 5xx answers are retried with jittered exponential backoff; a 408 is
 retried only on long polls. Timeouts are never retried, so no call outlives its configured
@@ -298,7 +302,8 @@ class HttpLayer:
                 ) from exc
             except httpx2.TransportError as exc:
                 failure = self.redact(f"{type(exc).__name__}: {exc}")
-                if not safe or attempt + 1 >= policy.max_attempts:
+                undelivered = isinstance(exc, httpx2.ConnectError)
+                if not (safe or undelivered) or attempt + 1 >= policy.max_attempts:
                     raise DaemonUnreachable(operation, f"{method} {path}: {failure}") from exc
                 await self._backoff(operation, method, path, attempt, failure)
                 attempt += 1
@@ -317,7 +322,7 @@ class HttpLayer:
                 # (A repeated removal that finds the object gone: an earlier attempt went
                 # through before its reply got lost.)
                 return response
-            retryable = safe and (status >= 500 or (retry_408 and status == 408))
+            retryable = (safe and (status >= 500 or (retry_408 and status == 408))) or status == 503
             if not retryable or attempt + 1 >= policy.max_attempts:
                 raise error_for_status(status)(
                     operation,

@@ -19,7 +19,10 @@ from golem_trio import Golem, Service, vm
 from golem_trio.events import DebitNoteRefused, InvoiceRejected
 from golem_trio.localnet import LocalNet, ProviderSpec, ledger, open_localnet
 from golem_trio.localnet import scripted_runtime_factory as scripted
+from golem_trio.localnet.yagna import open_yagna_localnet
+from golem_trio.market import StaticResolver, use_resolver
 from golem_trio.testing import check_invariants
+from golem_trio.yagna import ApiConfig, YagnaClient
 
 from .test_yapapi import APP_TIMEOUT_S, PROVIDER, ROUNDS, SERVICE_APP, SERVICE_DEADLINE_S, echo
 
@@ -54,13 +57,12 @@ async def run_engine(net: LocalNet, events: list[object]) -> Golem:
 
 
 async def run_yapapi(
-    net: LocalNet, python: pathlib.Path, gftp_dir: pathlib.Path
+    url: str, app_key: str, python: pathlib.Path, gftp_dir: pathlib.Path
 ) -> tuple[int, str]:
-    assert net.url is not None
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("YAGNA_")},
-        "YAGNA_APPKEY": net.app_key,
-        "YAGNA_API_URL": net.url,
+        "YAGNA_APPKEY": app_key,
+        "YAGNA_API_URL": url,
         "YAGNA_SUBNET": "public",
         "PATH": f"{gftp_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "COMPAT_ROUNDS": str(ROUNDS),
@@ -99,7 +101,8 @@ async def test_an_engine_beside_a_yapapi_app_touches_none_of_its_documents(
                 engines["beside"] = await run_engine(net, beside)
 
             async def app() -> None:
-                yapapi.append(await run_yapapi(net, yapapi_python, gftp_stub_dir))
+                assert net.url is not None
+                yapapi.append(await run_yapapi(net.url, net.app_key, yapapi_python, gftp_stub_dir))
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(app)
@@ -144,3 +147,66 @@ async def test_an_engine_beside_a_yapapi_app_touches_none_of_its_documents(
         for agreement_id in agreements:
             assert invoices[agreement_id]["status"] == "SETTLED", invoices
     assert check_invariants(book) == []
+
+
+async def test_an_engine_beside_a_yapapi_app_on_the_real_daemon(
+    yapapi_python: pathlib.Path, gftp_stub_dir: pathlib.Path
+) -> None:
+    """The same on LocalNet's real-daemon backend: one yagna holds yapapi's agreement and two
+    engines' (one beside yapapi, one after it); the daemon's own books are read at the end."""
+    runtime = scripted({"/bin/echo": echo}, deploy_s=0.2, start_s=0.1)
+    specs = [
+        ProviderSpec(name=f"{spec.name}-real", debit_note_interval=2, tick=0.5)
+        for spec in PROVIDERS
+    ]
+    events: dict[str, list[object]] = {"beside": [], "after": []}
+    engines: dict[str, Golem] = {}
+    yapapi: list[tuple[int, str]] = []
+    with trio.fail_after(APP_TIMEOUT_S + 120):
+        async with open_yagna_localnet(specs, runtime=runtime) as net:
+            config = ApiConfig(app_key=net.app_key, api_url=net.url)
+
+            async def engine(name: str) -> None:
+                with use_resolver(StaticResolver()):
+                    engines[name] = await run_engine_on(config, events[name])
+
+            async def app() -> None:
+                yapapi.append(await run_yapapi(net.url, net.app_key, yapapi_python, gftp_stub_dir))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(app)
+                nursery.start_soon(engine, "beside")
+            await engine("after")
+            async with YagnaClient(config) as daemon:
+                invoices = await daemon.payment.get_invoices()
+    ((returncode, report),) = yapapi
+    assert returncode == 0, report
+    assert [e for name in events for e in events[name] if isinstance(e, InvoiceRejected)] == []
+    mine: dict[str, set[str]] = {}
+    for name, golem in engines.items():
+        payment = golem.payment_report
+        assert payment is not None
+        assert payment.invoices_rejected == 0
+        assert payment.unpaid == ()
+        assert len(payment.invoices_accepted) == 1
+        mine[name] = set(payment.invoices_accepted)
+        refused = [e for e in events[name] if isinstance(e, DebitNoteRefused)]
+        assert {e.agreement_id for e in refused} <= mine[name], refused
+    assert not mine["beside"] & mine["after"]
+    # Three invoices on the daemon (yapapi's and one per engine), every one accepted by its
+    # own application, none rejected.
+    by_agreement = {i.agreement_id: i.status.value for i in invoices}
+    assert len(invoices) == len(by_agreement) == 3, by_agreement
+    theirs = set(by_agreement) - mine["beside"] - mine["after"]
+    assert len(theirs) == 1, (by_agreement, mine)
+    assert set(by_agreement.values()) <= {"ACCEPTED", "SETTLED"}, by_agreement
+
+
+async def run_engine_on(config: ApiConfig, events: list[object]) -> Golem:
+    golem = Golem(budget=1.0, api_config=config, handle_signals=False, event_consumer=events.append)
+    async with golem:
+        expiration = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20)
+        cluster = await golem.run_service(Echo, num_instances=1, expiration=expiration)
+        await cluster.wait_running()
+        await cluster.wait_finished()
+    return golem

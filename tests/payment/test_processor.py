@@ -277,3 +277,50 @@ async def test_cancelling_the_block_still_pays_invoices_and_releases(
     assert paid(invoice)
     assert report.invoices_accepted == {agreement_id: Decimal(invoice["amount"])}
     assert book["allocations"][0]["released"]
+
+
+async def test_an_invoice_is_checked_against_usage_the_processor_reads_itself(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Nobody told the processor the activity's usage (the provider may end an agreement
+    before the engine reads it): it reads the usage itself when the invoice comes, and an
+    invoice above that usage's price is rejected, although the time-based bounds allow it."""
+    # Billed mostly by CPU time, which an idle activity hardly uses: an agreement ended
+    # before its first debit note is bounded by time alone at many times its real price.
+    spec = ProviderSpec(
+        name="p00",
+        price_cpu_sec=Decimal("0.001"),
+        price_duration_sec=Decimal("0.00001"),
+        price_start=Decimal(0),
+        cpu_threads=4,
+    )
+    async with open_localnet([spec], epoch=EPOCH) as net:
+        net.faults.dishonest("p00", FaultKind.INVOICE_ABOVE_USAGE)
+        config = ApiConfig(app_key=net.app_key, api_url="http://localnet")
+        events: list[PaymentEvent] = []
+        async with YagnaClient(config, transport=net.transport()) as yagna:
+            async with open_payments(
+                yagna,
+                budget=Decimal(5),
+                invoice_wait=600,
+                emit=events.append,
+                now=net.daemon.clock.now,
+            ) as payments:
+                (agreement_id,) = (await sign_all(yagna, 1)).values()
+                await payments.add_agreement(agreement_id)
+                await start_activity(yagna, payments, agreement_id)
+                await trio.sleep(60)
+                await terminate(yagna, agreement_id)
+                payments.agreement_ended(agreement_id)
+            report = payments.report
+        book = ledger(net)
+    assert report is not None
+    (invoice,) = book["invoices"]
+    assert not invoice["honest"]
+    assert book["debitNotes"] == []
+    assert not paid(invoice)
+    (rejected,) = [e for e in events if isinstance(e, InvoiceRejected)]
+    assert rejected.invoice_id == invoice["id"]
+    assert rejected.sent
+    assert "exceeds the most" in rejected.message
+    assert [u.agreement_id for u in report.unpaid] == [agreement_id]

@@ -148,9 +148,10 @@ async def test_dishonest_providers_are_paid_only_their_honest_invoices(
         await cluster.stop()
         await trio.sleep(120)  # the invoices of the last agreements come in
     book = stage.book
-    problems = check_invariants(book, budget=Decimal(20))
-    # §4 invariants 3 and 4: every honest invoice paid, no dishonest document paid.
-    assert [p for p in problems if "honest" in p] == []
+    # Every invariant: among them every honest invoice paid, no dishonest document paid,
+    # and the allocation spent exactly what was accepted (the notes of an agreement whose
+    # inflated invoice was rejected included).
+    assert check_invariants(book, budget=Decimal(20)) == []
     invoices = book["invoices"]
     dishonest = [i for i in invoices if not i.get("honest", True)]
     assert dishonest, "the plan forged no invoice: the test proves nothing"

@@ -23,6 +23,7 @@ from golem_trio.events import (
     DaemonAvailable,
     DaemonUnavailable,
     InstanceRestarting,
+    InvoiceAccepted,
     ServiceFinished,
 )
 from golem_trio.localnet import LocalNet, ProviderSpec, RuntimeContext, ledger, open_localnet
@@ -178,3 +179,45 @@ def test_the_outage_limit_is_checked() -> None:
         Golem(budget=1, daemon_outage_limit=float("inf"))
     assert Golem(budget=1).daemon_outage_limit == 300.0
     assert Golem(budget=1, daemon_outage_limit=None).daemon_outage_limit is None
+
+
+async def test_documents_decided_during_an_outage_are_paid_once_it_ends() -> None:
+    """The daemon fails every acceptance and rejection for longer than the client's own
+    retries last, just when the invoices come: each decision's call is repeated until the
+    daemon takes it, and every invoice is paid, once."""
+    events: list[object] = []
+    async with await _open(2) as net:
+        assert net.url is not None
+        async with open_fault_proxy(net.url) as proxy:
+            config = ApiConfig(app_key=net.app_key, api_url=proxy.url)
+            async with Golem(
+                budget=BUDGET,
+                api_config=config,
+                handle_signals=False,
+                event_consumer=events.append,
+                invoice_wait=60,
+            ) as golem:
+                cluster = await golem.run_service(
+                    QuietService, num_instances=2, expiration=net.now() + dt.timedelta(minutes=30)
+                )
+                with trio.fail_after(30):
+                    await cluster.wait_running()
+                proxy.start_faults(kinds=("503", "refuse"), routes=[r"/accept", r"/reject"])
+                await cluster.stop()
+                with trio.fail_after(30):
+                    await proxy.wait_hit()
+                await trio.sleep(8)
+                proxy.stop_faults()
+            report = golem.payment_report
+        assert_invariants(net, budget=BUDGET)
+        _paid_once(net)
+        book = ledger(net)
+    assert report is not None
+    assert report.unpaid == ()
+    assert len(report.invoices_accepted) == 2
+    assert report.debit_notes_refused == 0
+    invoices = book["invoices"]
+    assert len(invoices) == 2
+    assert all(i["status"] in ("ACCEPTED", "SETTLED") for i in invoices), invoices
+    accepted = [e for e in events if isinstance(e, InvoiceAccepted)]
+    assert sorted(e.invoice_id for e in accepted) == sorted(i["id"] for i in invoices)

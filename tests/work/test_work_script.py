@@ -255,7 +255,8 @@ async def test_a_daemon_error_propagates_and_resolves_the_handles(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with open_work(RUNTIME) as work:
-        work.net.faults.daemon_fault("exec", "daemon-5xx", value=503)
+        # A 500: the daemon's own failure (a 503 would be sent again: nothing was done).
+        work.net.faults.daemon_fault("exec", "daemon-5xx", value=500)
         script = work.ctx.new_script()
         handle = script.deploy()
         with trio.fail_after(60):

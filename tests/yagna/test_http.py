@@ -21,6 +21,7 @@ from golem_trio.yagna import (
     DaemonUnreachable,
     DecodeError,
     DemandOfferBase,
+    Deploy,
     Gone,
     NewAllocation,
     NotFound,
@@ -149,22 +150,43 @@ async def test_safe_operation_gives_up_after_max_attempts() -> None:
     assert len(daemon.requests) == 3
 
 
-async def test_unsafe_operation_is_never_retried() -> None:
-    daemon = Recorder(httpx2.Response(503, text="busy"))
+async def test_unsafe_operation_is_not_retried_after_the_daemon_handled_it() -> None:
+    # A 500 is the daemon's own failure: it may have done part of the work.
+    daemon = Recorder(httpx2.Response(500, json={"message": "GSB error"}))
     async with make_client(daemon) as yagna:
         with pytest.raises(ServerError):
             await yagna.market.subscribe_demand(DemandOfferBase({}, "()"))
         with pytest.raises(ServerError):
             await yagna.payment.create_allocation(NewAllocation(Decimal(1)))
-    assert len(daemon.requests) == 2
+        with pytest.raises(ServerError):
+            await yagna.activity.exec("act-1", [Deploy()])
+    assert len(daemon.requests) == 3
 
 
-async def test_connection_errors_are_retried_only_when_safe() -> None:
+async def test_unsafe_operation_is_resent_when_the_daemon_never_handled_it() -> None:
+    # A 503 (a proxy, or a daemon not ready) and a refused connection: nothing was done.
+    daemon = Recorder(
+        httpx2.Response(503, text="<html>busy</html>"),
+        httpx2.ConnectError("refused"),
+        httpx2.Response(200, json="batch-1"),
+    )
+    async with make_client(daemon) as yagna:
+        assert await yagna.activity.exec("act-1", [Deploy()]) == "batch-1"
+    assert len(daemon.requests) == 3
+    daemon = Recorder(httpx2.Response(503, text="busy"))
+    async with make_client(daemon, attempts=3) as yagna:
+        with pytest.raises(ServerError, match="busy"):
+            await yagna.market.subscribe_demand(DemandOfferBase({}, "()"))
+    assert len(daemon.requests) == 3
+
+
+async def test_connection_errors_are_retried_only_when_safe_or_never_delivered() -> None:
     daemon = Recorder(httpx2.ConnectError("refused"), httpx2.Response(200, json=[]))
     async with make_client(daemon) as yagna:
         assert await yagna.market.get_demands() == []
     assert len(daemon.requests) == 2
 
+    # The connection broke after the request went out: the daemon may have handled it.
     daemon = Recorder(httpx2.RemoteProtocolError("closed"), httpx2.Response(200, json="x"))
     async with make_client(daemon) as yagna:
         with pytest.raises(DaemonUnreachable, match="subscribeDemand"):
