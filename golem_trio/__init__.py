@@ -4,7 +4,8 @@ Start with :class:`Golem` and :class:`Service`; payloads come from :mod:`golem_t
 (``from golem_trio.market import vm``). The layers below are public packages of their own:
 :mod:`golem_trio.yagna` (the daemon's REST API), :mod:`golem_trio.terms` (agreement terms,
 for the market and payment alike), :mod:`golem_trio.market`, :mod:`golem_trio.payment`,
-:mod:`golem_trio.work`, :mod:`golem_trio.services`, :mod:`golem_trio.events` and
+:mod:`golem_trio.work`, :mod:`golem_trio.network` (VPN networks and local proxies),
+:mod:`golem_trio.services`, :mod:`golem_trio.events` and
 :mod:`golem_trio.localnet` (the embedded Golem network).
 """
 
@@ -21,6 +22,9 @@ from ._log import log_summary as log_summary
 from .golem import Golem as Golem
 from .golem import payment_platform as payment_platform
 from .market import vm as vm
+from .network import LocalHttpProxy as LocalHttpProxy
+from .network import Network as Network
+from .network import SocketProxy as SocketProxy
 from .services import Cluster as Cluster
 from .services import HealthCheck as HealthCheck
 from .services import Restart as Restart
@@ -48,12 +52,15 @@ __all__ = [
     "Golem",
     "GolemError",
     "HealthCheck",
+    "LocalHttpProxy",
+    "Network",
     "Restart",
     "RestartPolicy",
     "Result",
     "Script",
     "Service",
     "ServiceState",
+    "SocketProxy",
     "StopReason",
     "Timeouts",
     "WorkContext",

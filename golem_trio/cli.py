@@ -2,8 +2,10 @@
 
 ``golem-trio localnet`` serves a LocalNet (an emulated yagna daemon with emulated providers) on
 loopback until SIGINT or SIGTERM; with ``--backend yagna`` the same simulated providers serve
-a real yagna daemon (PyPI ``golem-node``) started offline, with payments on a local chain. Its
-only standard output is two lines to ``eval`` or copy::
+real yagna daemons (PyPI ``golem-node``) started offline, with payments on a local chain: by
+default two nodes, the requestor's and the providers', in a private network namespace (root
+only; ``--nodes 1``: one daemon on loopback). Its only standard output is two lines to
+``eval`` or copy::
 
     YAGNA_API_URL=http://127.0.0.1:7465
     YAGNA_APPKEY=...
@@ -54,6 +56,11 @@ PROG = "golem-trio"
 #: Exit statuses: 0 stopped by a signal, 1 could not serve, 2 bad usage, 3 a piece LocalNet
 #: needs is not installed.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
+#: How many yagna nodes ``--backend yagna`` runs unless ``--nodes`` says: two, the requestor's
+#: and the providers' (they start about a second later than one daemon, and carry the exec
+#: event stream and terminations as daemons on two machines do), where a network namespace
+#: can be made; one otherwise (stderr says why).
+DEFAULT_NODES = 2
 #: How to get bubblewrap, the local runtime's sandbox.
 BWRAP_HINT = "sudo apt-get install bubblewrap"
 
@@ -136,6 +143,17 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     localnet.add_argument(
+        "--nodes",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help=(
+            "yagna backend: 2, the requestor's and the providers' daemons as two nodes of a "
+            "private network (needs root); 1, one daemon on loopback for both sides "
+            "(default: 2 where a network namespace can be made, else 1)"
+        ),
+    )
+    localnet.add_argument(
         "--runtime",
         choices=("auto", "local", "scripted"),
         default="auto",
@@ -180,6 +198,10 @@ def _check_localnet(args: argparse.Namespace) -> None:
             raise _UsageError("--faults: fault plans are for the emulator backend only")
         if args.providers < 1:
             raise _UsageError("--providers: the yagna backend needs at least one provider")
+        if args.nodes is None:
+            args.nodes, args.one_node_why = _default_nodes()
+    elif args.nodes is not None:
+        raise _UsageError("--nodes: nodes are for the yagna backend only")
 
 
 def _check_pieces(args: argparse.Namespace) -> None:
@@ -208,10 +230,21 @@ def _check_pieces(args: argparse.Namespace) -> None:
         except (ImageManifestError, NotADirectoryError) as exc:
             raise _UsageError(f"--images: {exc}") from None
     if args.backend == "yagna":
-        _check_yagna_pieces()
+        _check_yagna_pieces(args.nodes)
 
 
-def _check_yagna_pieces() -> None:
+def _default_nodes() -> tuple[int, str | None]:
+    """:data:`DEFAULT_NODES` where a network namespace can be made, else one and why (said
+    on stderr once serving starts)."""
+    from golem_trio.localnet.yagna import namespaces_problem
+
+    problem = namespaces_problem()
+    if DEFAULT_NODES == 1 or problem is None:
+        return DEFAULT_NODES, None
+    return 1, problem
+
+
+def _check_yagna_pieces(nodes: int) -> None:
     from golem_trio.localnet.yagna import (
         ANVIL_ENV_VAR,
         INSTALL_HINT,
@@ -220,6 +253,7 @@ def _check_yagna_pieces() -> None:
         anvil_install_command,
         find_anvil_binary,
         find_yagna_binary,
+        namespaces_problem,
     )
 
     if importlib.util.find_spec("golem_node") is None:
@@ -244,6 +278,8 @@ def _check_yagna_pieces() -> None:
             f"--backend yagna pays on a local chain, anvil, which is not installed; install it "
             f"with: {command} (or set {ANVIL_ENV_VAR} to an anvil executable)"
         ) from None
+    if nodes == 2 and (problem := namespaces_problem()) is not None:
+        raise _Missing(f"--backend yagna --nodes 2: {problem}; or use --nodes 1")
 
 
 def _runtime(args: argparse.Namespace, empty_image: Path) -> RuntimeFactory:
@@ -290,10 +326,12 @@ def _localnet(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
-def _announce(url: str, app_key: str) -> None:
+def _announce(url: str, app_key: str, gsb_url: str | None = None) -> None:
     # The app key is printed here on purpose: handing it over is this command's job (it is
     # a throwaway key of this LocalNet). It goes nowhere else.
     sys.stdout.write(f"YAGNA_API_URL={shlex.quote(url)}\nYAGNA_APPKEY={shlex.quote(app_key)}\n")
+    if gsb_url is not None:  # a real daemon: its service bus, for gftp transfers
+        sys.stdout.write(f"GSB_URL={shlex.quote(gsb_url)}\n")
     sys.stdout.flush()
 
 
@@ -301,6 +339,7 @@ async def _serve_yagna(args: argparse.Namespace, runtime: RuntimeFactory) -> int
     from golem_trio.localnet.yagna import (
         AnvilNotInstalled,
         LocalChainError,
+        NamespacesUnavailable,
         YagnaNodeError,
         YagnaNotInstalled,
         open_yagna_localnet,
@@ -310,17 +349,25 @@ async def _serve_yagna(args: argparse.Namespace, runtime: RuntimeFactory) -> int
     specs = ProviderPopulation(count=args.providers, seed=args.seed).specs()
     serving = False
     failure: str | None = None
+    status = EXIT_FAILED
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
-            async with open_yagna_localnet(specs, runtime=runtime) as net:
+            async with open_yagna_localnet(specs, runtime=runtime, nodes=args.nodes) as net:
                 serving = True
-                _announce(net.url, net.app_key)
+                _announce(net.url, net.app_key, net.gsb_url)
+                where = (
+                    f"a real yagna daemon at {net.url}"
+                    if net.nodes == 1
+                    else f"a real yagna daemon, the requestor's on a second one at {net.url} "
+                    f"(two nodes in a private network)"
+                )
                 _error(
-                    f"LocalNet: {args.providers} simulated provider(s) on a real yagna daemon "
-                    f"at {net.url}, payments on a local chain. Stop with Ctrl-C (SIGINT) or "
-                    f"SIGTERM."
+                    f"LocalNet: {args.providers} simulated provider(s) on {where}, payments on "
+                    f"a local chain. Stop with Ctrl-C (SIGINT) or SIGTERM."
                 )
                 _error(_describe_runtime(args))
+                if getattr(args, "one_node_why", None):
+                    _error(f"LocalNet: one yagna node, not two: {args.one_node_why}.")
                 async for signum in signals:
                     _error(f"LocalNet: {signal.Signals(signum).name} received, stopping.")
                     break
@@ -328,13 +375,18 @@ async def _serve_yagna(args: argparse.Namespace, runtime: RuntimeFactory) -> int
             if serving:
                 raise
             failure = str(_first(group)).splitlines()[0]
+        except* NamespacesUnavailable as group:
+            if serving:
+                raise
+            failure = f"--nodes 2: {_one_line(_first(group))}; or use --nodes 1"
+            status = EXIT_MISSING
         except* (YagnaNodeError, LocalChainError, OSError) as group:
             if serving:
                 raise
             failure = f"the real daemon backend did not start: {_one_line(_first(group))}"
     if failure is not None:
         _error(f"{PROG} localnet: error: {failure}")
-        return EXIT_FAILED
+        return status
     _error("LocalNet: stopped.")
     return EXIT_OK
 

@@ -38,6 +38,7 @@ from ._errors import ConfigurationError, ConfigurationTypeError, check_count, ch
 from ._log import log_event_repr, log_summary
 from .events import Emitter, EventConsumer, GolemStarted, ShutdownFinished, ShutdownStarted
 from .market import Payload, StaticResolver
+from .network import Network
 from .payment import PaymentProcessor, PaymentReport, open_payments
 from .services import (
     Cluster,
@@ -51,7 +52,7 @@ from .services import (
     Timeouts,
     open_engine,
 )
-from .work import open_http_storage
+from .work import TransferStorage, TransferUnavailable, open_gftp_storage, open_http_storage
 from .yagna import ApiConfig, YagnaClient
 
 if TYPE_CHECKING:
@@ -118,6 +119,11 @@ def _budget(parameter: str, value: object) -> Decimal:
     if not amount.is_finite() or not amount > 0:
         raise ConfigurationError(parameter, f"must be a finite number > 0, got {value!r}")
     return amount
+
+
+#: The values of ``Golem(transfer=...)``.
+TRANSFERS: tuple[str, ...] = ("auto", "http", "gftp")
+_GFTP_NEEDS_A_DAEMON = "gftp needs a real daemon's service bus; LocalNet's emulator has none"
 
 
 def _optional_str(parameter: str, value: object) -> None:
@@ -208,6 +214,14 @@ class Golem:
             unavailable before every service stops as ``DaemonLost`` (default 300); shorter
             outages are ridden out.
         image_dirs: folders the embedded LocalNet looks for local images in.
+        transfer: how ``upload_*``/``download_*`` move files: ``"gftp"`` through the
+            daemon's service bus (``ApiConfig.gsb_url``), which providers on the network can
+            reach; ``"http"`` from a loopback HTTP server, which only local providers can
+            reach; ``"auto"`` (the default) picks gftp for a real daemon (one whose service
+            bus answers and holds the identity of the app key) and HTTP otherwise, as for
+            LocalNet's emulator. ``"gftp"`` with an emulator raises ``ConfigurationError``
+            (given ``localnet=``, when made; else when entered), and with an unreachable bus
+            :class:`~golem_trio.work.TransferUnavailable` when entered.
 
     Every setting is checked here, before anything runs: one the engine cannot use (a budget
     that is not a finite number > 0, a negative ``invoice_wait``, a value of the wrong type)
@@ -237,8 +251,16 @@ class Golem:
         invoice_wait: float = 60.0,
         image_dirs: Iterable[str | os.PathLike[str]] = (),
         daemon_outage_limit: float | None = 300.0,
+        transfer: str = "auto",
     ) -> None:
         self.budget = _budget("budget", budget)
+        if not isinstance(transfer, str):
+            raise ConfigurationTypeError("transfer", f"must be text, got {transfer!r}")
+        if transfer not in TRANSFERS:
+            problem = f"must be one of {', '.join(map(repr, TRANSFERS))}, got {transfer!r}"
+            raise ConfigurationError("transfer", problem)
+        if transfer == "gftp" and localnet is not None:
+            raise ConfigurationError("transfer", _GFTP_NEEDS_A_DAEMON)
         _optional_str("subnet_tag", subnet_tag)
         for name, value in (
             ("payment_driver", payment_driver),
@@ -298,6 +320,10 @@ class Golem:
         self.timeouts = timeouts or Timeouts()
         self.invoice_wait = checked_wait
         self._image_dirs = dirs
+        #: How files move (``"auto"``, ``"http"`` or ``"gftp"``); see :meth:`_open_storage`.
+        self.transfer = transfer
+        #: The real daemon's configuration, once :meth:`_open_daemon` chose one.
+        self._daemon_config: ApiConfig | None = None
         self._state = _State.UNOPENED
         #: The services engine, from the moment it runs (kept after the block, for
         #: :attr:`clusters`).
@@ -362,9 +388,18 @@ class Golem:
         health: HealthCheck | None = None,
         negotiation_options: Mapping[str, Any] | None = None,
         demand_options: Mapping[str, Any] | None = None,
+        network: Network | None = None,
+        network_addresses: Iterable[str] | None = None,
     ) -> Cluster[S]:
         """Start a cluster of ``service_class`` and return it once its demand is published;
         instances come up in the background (``await cluster.wait_running()``).
+
+        With ``network`` (from :meth:`create_network`) each instance's activity joins it
+        while it lives (``service.network_node``), at the address ``network_addresses``
+        gives it by position, else a free one; the ``deploy`` command carries the network's
+        configuration. An address the network cannot give raises
+        :class:`~golem_trio.network.AddressError`; ``network_addresses`` without a network
+        ``ValueError``.
 
         ``restart`` (default: restart on failures before running, as yapapi) and ``health``
         (default: the activity's state every 10 s, 3 failures) apply to each instance.
@@ -385,6 +420,8 @@ class Golem:
             negotiation_options,
             demand_options,
         )
+        if network is not None and not isinstance(network, Network):
+            raise ConfigurationTypeError("network", f"must be a Network or None, got {network!r}")
         engine = self._require_engine("run_service")
         return await engine.run_service(
             service_class,
@@ -396,6 +433,32 @@ class Golem:
             health=health,
             negotiation_options=negotiation_options,
             demand_options=demand_options,
+            network=network,
+            network_addresses=network_addresses,
+        )
+
+    async def create_network(
+        self,
+        ip: str,
+        owner_address: str | None = None,
+        mask: str | None = None,
+        gateway: str | None = None,
+    ) -> Network:
+        """Create a VPN network for services (``docs/networks.md``): ``ip`` is the network
+        (``"192.168.0.0/24"``, or an address and ``mask``), the requestor takes
+        ``owner_address`` (default: the first free host address), ``gateway`` goes to the
+        runtimes. Use it as ``async with await golem.create_network(...) as net:`` to remove
+        it at the block's end; it is removed once no cluster uses it any more, and at the
+        engine's exit in any case.
+
+        Raises :class:`~golem_trio.network.AddressError` for a network or address that
+        cannot be used, ``RuntimeError`` outside the block, and the daemon's errors.
+        Cancellation: a checkpoint; if cancelled after the daemon made the network, it is
+        removed again.
+        """
+        engine = self._require_engine("create_network")
+        return await engine.create_network(
+            ip, owner_address=owner_address, mask=mask, gateway=gateway
         )
 
     def stop(self, reason: StopReason | None = None) -> None:
@@ -544,7 +607,7 @@ class Golem:
             if self._wants_signals():
                 await root.start(self._watch_signals)
             async with self._open_daemon() as (yagna, now):
-                async with open_http_storage() as storage:
+                async with self._open_storage(yagna) as storage:
                     async with open_payments(
                         yagna,
                         budget=self.budget,
@@ -600,6 +663,7 @@ class Golem:
             config = ApiConfig.from_env()
         if config is not None:
             self.api_url = config.api_url
+            self._daemon_config = config
             async with YagnaClient(config) as yagna:
                 yield yagna, _wall_now
             return
@@ -608,6 +672,30 @@ class Golem:
             async with self._client_for(net) as yagna:
                 self._resolver = StaticResolver()
                 yield yagna, net.now
+
+    @contextlib.asynccontextmanager
+    async def _open_storage(self, yagna: YagnaClient) -> AsyncIterator[TransferStorage]:
+        """The transfer storage: gftp on the real daemon's service bus (``transfer="gftp"``,
+        or ``"auto"`` with a real daemon), else loopback HTTP (LocalNet's emulator)."""
+        config = self._daemon_config
+        if config is not None and self.transfer != "http":
+            node_id = (await yagna.identity.get_identity()).identity
+            opened = False
+            try:
+                async with open_gftp_storage(config.gsb_url, node_id) as gftp:
+                    opened = True
+                    yield gftp
+                return
+            except TransferUnavailable as exc:
+                # "auto" with a daemon whose bus is out of reach (a LocalNet emulator served
+                # over HTTP has none): files go over loopback HTTP, as on LocalNet.
+                if opened or self.transfer == "gftp":
+                    raise
+                logger.info("file transfers over loopback HTTP: %s", exc)
+        elif config is None and self.transfer == "gftp":
+            raise ConfigurationError("transfer", _GFTP_NEEDS_A_DAEMON)
+        async with open_http_storage() as storage:
+            yield storage
 
     @contextlib.asynccontextmanager
     async def _client_for(self, net: LocalNet) -> AsyncIterator[YagnaClient]:

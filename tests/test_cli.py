@@ -4,6 +4,7 @@ SIGTERM. The served command runs as a real subprocess on real time, every wait b
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -184,15 +185,28 @@ def test_python_m_runs_the_command() -> None:
     assert "no fault plan named 'no-such-plan.json'" in done.stderr
 
 
-async def test_the_yagna_backend_serves_a_real_daemon_and_stops_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("nodes", [1, 2])
+async def test_the_yagna_backend_serves_a_real_daemon_and_stops_it(
+    tmp_path: Path, nodes: int
+) -> None:
     stderr_path = tmp_path / "stderr.txt"
-    async with localnet_process(stderr_path, "--backend", "yagna", "--providers", "2") as process:
+    args = ("--backend", "yagna", "--providers", "2", "--nodes", str(nodes))
+    async with localnet_process(stderr_path, *args) as process:
         assert process.stdout is not None
         with trio.fail_after(90):
-            lines = await read_lines(process.stdout, 2)
+            lines = await read_lines(process.stdout, 3)
         variables = parse_assignments(lines)
+        # A real daemon also has a service bus, for gftp transfers.
+        assert list(variables) == ["YAGNA_API_URL", "YAGNA_APPKEY", "GSB_URL"]
+        assert variables["GSB_URL"].startswith(("unix:", "tcp://"))
         url, key = variables["YAGNA_API_URL"], variables["YAGNA_APPKEY"]
-        assert url.startswith("http://127.0.0.1:")
+        host = ipaddress.ip_address(httpx2.URL(url).host)
+        if nodes == 1:
+            assert host.is_loopback
+        else:
+            # The requestor's daemon listens in the private network, reached over its veth.
+            assert host.is_private
+            assert not host.is_loopback
         with trio.fail_after(30):
             async with httpx2.AsyncClient(base_url=url) as client:
                 auth = {"Authorization": f"Bearer {key}"}
@@ -220,6 +234,7 @@ async def test_the_yagna_backend_serves_a_real_daemon_and_stops_it(tmp_path: Pat
                         headers=auth,
                     )
                     offers |= {e["proposal"]["issuerId"] for e in events.json()}
+                assert me["identity"] not in offers
         process.send_signal(signal.SIGINT)
         with trio.fail_after(60):
             await process.wait()
@@ -228,6 +243,73 @@ async def test_the_yagna_backend_serves_a_real_daemon_and_stops_it(tmp_path: Pat
     assert "real yagna daemon" in stderr
     assert "Traceback" not in stderr
     assert key not in stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--backend", "yagna", "--nodes", "0"],
+        ["--backend", "yagna", "--nodes", "3"],
+        ["--backend", "yagna", "--nodes", "two"],
+        ["--nodes", "2"],
+    ],
+)
+def test_a_bad_node_count_is_a_usage_error(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["localnet", *args]) == 2
+    assert "--nodes" in capsys.readouterr().err
+
+
+def test_two_nodes_without_root_say_what_they_need(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["localnet", "--backend", "yagna", "--nodes", "2"]) == 3
+    err = one_line_error(capsys)
+    assert "--nodes 2: two yagna nodes meet in a private network namespace" in err
+    assert "does not run as root; or use --nodes 1" in err
+
+
+def test_without_root_the_yagna_backend_defaults_to_one_node(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from golem_trio import cli
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    chosen: list[int] = []
+    monkeypatch.setattr(cli, "_check_yagna_pieces", chosen.append)
+    served: list[Any] = []
+
+    async def serve(args: Any, runtime: object) -> int:
+        await trio.lowlevel.checkpoint()
+        served.append(args)
+        return 0
+
+    monkeypatch.setattr(cli, "_serve_yagna", serve)
+    assert main(["localnet", "--backend", "yagna"]) == 0
+    assert chosen == [1]
+    (args,) = served
+    assert args.nodes == 1
+    assert "does not run as root" in args.one_node_why
+
+
+def test_two_nodes_where_the_kernel_refuses_a_namespace_say_so() -> None:
+    # Root without CAP_SYS_ADMIN: the kernel refuses unshare --net once the daemon's pieces
+    # are all found.
+    command = [sys.executable, "-m", "golem_trio.cli", "localnet", "--backend", "yagna"]
+    done = subprocess.run(
+        ["setpriv", "--bounding-set=-sys_admin", *command, "--providers", "1", "--nodes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (3, "")
+    assert done.stderr.startswith("golem-trio localnet: error: --nodes 2: ")
+    assert "unshare --net refused" in done.stderr
+    assert done.stderr.endswith("; or use --nodes 1\n")
+    assert done.stderr.count("\n") == 1
 
 
 def test_fault_plans_are_for_the_emulator_backend(capsys: pytest.CaptureFixture[str]) -> None:

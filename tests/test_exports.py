@@ -41,6 +41,8 @@ def test_the_public_modules_are_the_ones_users_know() -> None:
         "golem_trio.market.vm",
         "golem_trio.payment",
         "golem_trio.work",
+        "golem_trio.gsb",
+        "golem_trio.network",
         "golem_trio.services",
         "golem_trio.testing",
         "golem_trio.localnet",

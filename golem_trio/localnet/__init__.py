@@ -12,7 +12,8 @@ The package has three wings and what ties them together:
 - here: :func:`open_localnet`, :class:`LocalNet` and :class:`ProviderPopulation`, and the
   names a user of the embedded network needs, re-exported from the wings.
 
-This package imports nothing from the SDK's layers; it only speaks the daemon's REST API.
+This package imports nothing from the SDK's layers (the real-daemon backend shares only the
+service-bus client, :mod:`golem_trio.gsb`); it only speaks the daemon's REST API and bus.
 """
 
 from golem_trio._exports import fixup_module_metadata

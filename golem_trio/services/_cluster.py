@@ -12,7 +12,7 @@ import logging
 import random
 import uuid
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +21,7 @@ import trio
 from .._errors import GolemError
 from ..events import ClusterCappedByBudget, ClusterFinished, ClusterStarted
 from ..market import Negotiation, Payload, build_demand, open_negotiation
+from ..network import REMOVAL_BOUND, Network
 from ._context import EngineContext
 from ._instance import ServiceInstance
 from ._link import ClusterLink
@@ -61,6 +62,25 @@ class BudgetTooSmall(InstancesLost):
         self.budget = capped.budget
         self.exposure = capped.exposure
         self.instance_exposure = capped.instance_exposure
+
+
+def check_addresses(network: Network | None, addresses: Iterable[str] | None) -> list[str]:
+    """The addresses given for new instances, each checked against the network (no
+    duplicates); :class:`~golem_trio.network.AddressError`, or ``ValueError`` without a
+    network."""
+    if addresses is None:
+        return []
+    if isinstance(addresses, str):
+        raise TypeError("network_addresses must be an iterable of addresses, not one string")
+    listed = list(addresses)
+    if network is None:
+        if listed:
+            raise ValueError("network_addresses need a network (run_service(network=...))")
+        return []
+    checked = [network.check_address(a) for a in listed]
+    if len(set(checked)) != len(checked):
+        raise ValueError(f"network_addresses lists an address twice: {listed!r}")
+    return checked
 
 
 def make_services(
@@ -131,8 +151,11 @@ class Cluster(Generic[S]):
         seed: int | None = None,
         negotiation_options: Mapping[str, Any] | None = None,
         demand_options: Mapping[str, Any] | None = None,
+        network: Network | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex[:12]
+        #: The network the instances join (each instance's ``network_node``), if any.
+        self.network = network
         self._context = context
         self.service_class = service_class
         self.payload = payload
@@ -253,26 +276,32 @@ class Cluster(Generic[S]):
         self,
         num_instances: int | None = None,
         instance_params: Iterable[Mapping[str, Any]] | None = None,
+        network_addresses: Iterable[str] | None = None,
     ) -> list[S]:
         """Start more instances (scale up); returns the new service objects.
 
         ``num_instances`` wins over the length of ``instance_params`` (keyword arguments of
         the service class, one mapping per instance); running out of params raises
-        ``ValueError``. Without either, one instance.
+        ``ValueError``. Without either, one instance. ``network_addresses`` are the
+        addresses of the first new instances in the cluster's network (the others get free
+        ones); :class:`~golem_trio.network.AddressError` for one the network cannot give.
         """
         if self._closed:
             raise ClusterClosed(f"cluster {self.id} was stopped; it spawns nothing more")
         if self._nursery is None:
             raise RuntimeError("the cluster is not running")
+        addresses = check_addresses(self.network, network_addresses)
         services = make_services(self.service_class, num_instances, instance_params)
-        self._add(services)
+        self._add(services, addresses)
         return services
 
-    def _add(self, services: Iterable[S]) -> None:
+    def _add(self, services: Iterable[S], addresses: Sequence[str] = ()) -> None:
         assert self._nursery is not None
         assert self._link is not None
-        for service in services:
+        for position, service in enumerate(services):
             record = ServiceInstance(service, self._link, next(self._counter))
+            if position < len(addresses):
+                record.address = addresses[position]
             self._instances.append(record)
             self._counts[record.state] += 1
             self._nursery.start_soon(
@@ -378,11 +407,15 @@ class Cluster(Generic[S]):
     async def _run(
         self,
         services: Iterable[S],
+        addresses: Sequence[str] = (),
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Publish the demand and supervise the instances until :meth:`stop` (the engine
         starts it in its nursery: ``await nursery.start(cluster._run, services)``)."""
+        if self.network is not None:
+            # Raises NetworkClosed (to run_service) when the network is being removed.
+            self.network.attach()
         engine = self._context
         expiration = self.expiration or (engine.now() + dt.timedelta(minutes=180))
         self.expiration = expiration
@@ -419,10 +452,11 @@ class Cluster(Generic[S]):
                     state_changed=self._state_changed,
                     finished=self._instance_done,
                     budget_wait=self._budget_wait,
+                    network=self.network,
                 )
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    self._add(services)
+                    self._add(services, addresses)
                     engine.emit(
                         ClusterStarted(
                             cluster_id=self.id,
@@ -435,6 +469,10 @@ class Cluster(Generic[S]):
         finally:
             self._closed = True
             self._nursery = None
+            if self.network is not None:
+                # The last cluster out removes a network asked to go (shielded, bounded).
+                with trio.move_on_after(REMOVAL_BOUND, shield=True):
+                    await self.network.detach()
             self._finished.set()
             self._notify()
             engine.emit(

@@ -11,7 +11,7 @@ import trio
 
 from .._errors import check_seconds
 from ..payment import PaymentProcessor
-from ..work import HttpStorage
+from ..work import TransferStorage
 from ..yagna import YagnaClient
 from ._watcher import AgreementWatcher
 
@@ -111,14 +111,12 @@ class EngineContext:
     emit: Callable[[object], None]
     platform: str
     subnet_tag: str | None = None
-    storage: HttpStorage | None = None
+    storage: TransferStorage | None = None
     stream_output: bool = False
     timeouts: Timeouts = Timeouts()
     now: Callable[[], dt.datetime] = _wall_now
     #: Set by a second Ctrl-C (or ``Golem.hurry()``): skip the waits that may be skipped.
     hurry: trio.Event = attrs.field(factory=trio.Event)
-    #: Set once the budget watch found the budget exhausted.
-    budget_exhausted: trio.Event = attrs.field(factory=trio.Event)
 
     def to_trio_time(self, when: dt.datetime) -> float:
         """The trio-clock time at which the wall clock (``now``) shows ``when``."""

@@ -36,10 +36,11 @@ import trio
 
 from ..events import BudgetLimitReached, Emitter
 from ..market import AgreementWithdrawn, ImageResolver, Payload, use_resolver
+from ..network import Network
 from ..payment import BillingTermsError, PaymentProcessor
-from ..work import HttpStorage
+from ..work import TransferStorage
 from ..yagna import TRANSIENT_ERRORS, DaemonTimeout, YagnaClient, YagnaError
-from ._cluster import Cluster, make_services
+from ._cluster import Cluster, check_addresses, make_services
 from ._context import EngineContext, Timeouts
 from ._policy import HealthCheck, RestartPolicy
 from ._reasons import BudgetExhausted, DaemonLost, StopReason
@@ -77,6 +78,7 @@ class Engine:
         self._resolver = resolver
         self._nursery: trio.Nursery | None = None
         self._clusters: list[Cluster[Any]] = []
+        self._networks: list[Network] = []
         self._stop_reason: StopReason | None = None
 
     @property
@@ -101,6 +103,8 @@ class Engine:
         health: HealthCheck | None = None,
         negotiation_options: Mapping[str, Any] | None = None,
         demand_options: Mapping[str, Any] | None = None,
+        network: Network | None = None,
+        network_addresses: Iterable[str] | None = None,
     ) -> Cluster[S]:
         """Start a cluster of ``service_class`` in the engine's nursery; returns once its demand
         is published (see ``Golem.run_service``).
@@ -111,6 +115,7 @@ class Engine:
         started, nothing was started.
         """
         check_service_class(service_class)
+        addresses = check_addresses(network, network_addresses)
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._stop_reason is not None:
             raise RuntimeError("the engine is shutting down")
@@ -138,12 +143,44 @@ class Engine:
             health=health or HealthCheck(),
             negotiation_options=negotiation_options,
             demand_options=demand_options,
+            network=network,
         )
         if self._nursery is None:  # closed while the payload was being resolved
             raise RuntimeError("the engine is closed")
         self._clusters.append(cluster)
-        await self._nursery.start(cluster._run, services)
+        await self._nursery.start(cluster._run, services, addresses)
         return cluster
+
+    async def create_network(
+        self,
+        ip: str,
+        *,
+        owner_address: str | None = None,
+        mask: str | None = None,
+        gateway: str | None = None,
+    ) -> Network:
+        """Create a VPN network on the daemon (see ``Golem.create_network``); the engine
+        removes it when it closes, if it is still there."""
+        if self._stop_reason is not None:
+            raise RuntimeError("the engine is shutting down")
+        if self._nursery is None:
+            raise RuntimeError("the engine is closed")
+        network = await Network.create(
+            self.context.yagna, ip, owner_address=owner_address, mask=mask, gateway=gateway
+        )
+        self._networks.append(network)
+        return network
+
+    @property
+    def networks(self) -> list[Network]:
+        """Every network created, oldest first (a copy)."""
+        return list(self._networks)
+
+    async def _remove_networks(self) -> None:
+        """Remove every network still there (each shielded and bounded)."""
+        await trio.lowlevel.checkpoint()
+        for network in self._networks:
+            await network.close()
 
     def stop(self, reason: StopReason) -> None:
         """Stop every cluster for good, for ``reason`` (the first reason is kept as
@@ -197,7 +234,6 @@ class Engine:
 
     async def _watch_budget(self) -> None:
         reason = await self.context.payments.budget.wait_exhausted()
-        self.context.budget_exhausted.set()
         detail = str(reason)
         self.context.emit(
             BudgetLimitReached(budget=reason.budget, projected=reason.projected, detail=detail)
@@ -249,7 +285,7 @@ async def open_engine(
     events: Emitter,
     platform: str,
     subnet_tag: str | None = None,
-    storage: HttpStorage | None = None,
+    storage: TransferStorage | None = None,
     stream_output: bool = False,
     timeouts: Timeouts | None = None,
     now: Callable[[], dt.datetime] = _wall_now,
@@ -308,5 +344,8 @@ async def open_engine(
                     engine._nursery = None
                     nursery.cancel_scope.cancel()
         finally:
+            # The clusters are gone: no network is used any more. Each removal is bounded.
+            with trio.CancelScope(shield=True):
+                await engine._remove_networks()
             events.remove_consumer(engine._on_withdrawn)
             monitor.remove_listener(events.emit)

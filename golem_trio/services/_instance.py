@@ -34,6 +34,7 @@ from ..events import (
     ServiceStateChanged,
 )
 from ..market import AgreementInfo, NotAdmitted
+from ..network import Network, NetworkNode
 from ..payment import BillingTermsError
 from ..terms import Terms
 from ..work import ActivityGone, Result, Script, WorkContext
@@ -111,6 +112,11 @@ class ServiceInstance:
     #: How the agreement ended when something other than this instance ended it.
     _ended_elsewhere: _Ending | None = None
     done: trio.Event = attrs.field(factory=trio.Event)
+    #: The address this instance asks for in its cluster's network: the one it was given, then
+    #: the one it last held (a new life gets it back when it is still free).
+    address: str | None = None
+    #: Its node in the network while its activity lives.
+    network_node: NetworkNode | None = None
 
     def __attrs_post_init__(self) -> None:
         self.machine.on_change = self._changed
@@ -294,6 +300,10 @@ class ServiceInstance:
             self.stop_reasons.append(reason)
             with trio.move_on_after(engine.timeouts.stop_phase, shield=True):
                 await self._stop_phase(reason, ctx)
+            if self.link.network is not None:
+                # Whatever the cleanup managed, the address is free for the next life.
+                self.network_node = None
+                self.link.network.release(self)
             self._finish(reason)
         return reason
 
@@ -317,6 +327,10 @@ class ServiceInstance:
         # room is held under this key until the agreement is registered for payment.
         budget = engine.payments.budget
         key = object()
+        network = self.link.network
+        if network is not None:
+            # Held before anything is signed: a full network fails the life at once.
+            self.address = network.reserve(self, self.address)
         try:
             info = await self._sign_within_budget(key)
             self.agreement = info
@@ -333,6 +347,8 @@ class ServiceInstance:
             activity_id = await engine.yagna.activity.create_activity(info.agreement_id)
         self.activity_id = activity_id
         engine.payments.activity_started(info.agreement_id, activity_id)
+        if network is not None:
+            self.network_node = await network.add_node(self, info.provider_id)
         engine.emit(
             ActivityCreated(
                 agreement_id=info.agreement_id,
@@ -523,6 +539,21 @@ class ServiceInstance:
             await self._cleanup(reason)
         self.cleanup_timed_out = cleanup.cancelled_caught
 
+    async def _leave_network(self, network: Network) -> None:
+        """Remove this instance's node from the network (bounded; the address is freed
+        whatever the daemon answers)."""
+        self.network_node = None
+        bound = min(5.0, self.link.engine.timeouts.cleanup / 4)
+        with trio.move_on_after(bound):
+            await trio.lowlevel.checkpoint()
+            try:
+                await network.remove_node(self)
+            except YagnaError as exc:
+                logger.info(
+                    "removing %r from network %s: %s", self.service, network.network_id, exc
+                )
+        network.release(self)
+
     def _finish(self, reason: StopReason) -> None:
         engine = self.link.engine
         if self.machine.state is not ServiceState.STOPPING:
@@ -588,6 +619,8 @@ class ServiceInstance:
                     provider_id=info.provider_id if info else "",
                 )
             )
+        if self.link.network is not None:
+            await self._leave_network(self.link.network)
         if info is None:
             return
         ending = self._ended_elsewhere

@@ -9,6 +9,7 @@ from decimal import Decimal
 import attrs
 
 from ..market import Admit, AgreementInfo
+from ..network import Network
 from ._context import EngineContext
 from ._policy import HealthCheck, RestartPolicy
 from ._service import ClusterView
@@ -50,6 +51,8 @@ class ClusterLink:
     budget_wait: Callable[[int, Decimal | None], None] = attrs.field(
         repr=False, default=lambda index, exposure: None
     )
+    #: The network the cluster's instances join, if any.
+    network: Network | None = attrs.field(repr=False, default=None)
 
     @property
     def cluster_id(self) -> str:

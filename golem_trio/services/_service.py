@@ -40,6 +40,7 @@ import trio
 
 from .._errors import GolemError
 from ..market import AgreementInfo, Payload
+from ..network import NetworkNode, VpnStream
 from ..work import ActivityGone, BatchError, Result, Script, WorkContext
 from ._reasons import StopReason
 from ._state import ServiceState, StateChange
@@ -135,6 +136,9 @@ class InstanceRecord(Protocol):
     def activity_id(self) -> str | None: ...
 
     @property
+    def network_node(self) -> NetworkNode | None: ...
+
+    @property
     def provider_id(self) -> str | None: ...
 
     @property
@@ -194,8 +198,10 @@ class Service:
         return None
 
     def get_deploy_args(self) -> dict[str, Any]:
-        """Keyword arguments of the default ``deploy`` (the VPN configuration, when any)."""
-        return {}
+        """Keyword arguments of the default ``deploy``: the VPN configuration (``net``) when
+        the instance is a node of a network, else none."""
+        node = self.network_node
+        return node.deploy_args() if node is not None else {}
 
     # The handlers are async generators by contract (yapapi's work-generator pattern).
     async def start(  # noqa: ASYNC900
@@ -276,6 +282,31 @@ class Service:
     @property
     def provider_name(self) -> str | None:
         return self.instance.provider_name
+
+    @property
+    def is_running(self) -> bool:
+        """The instance is in the ``running`` state (what the proxies look for)."""
+        return self._instance is not None and self._instance.state is ServiceState.RUNNING
+
+    @property
+    def network_node(self) -> NetworkNode | None:
+        """This instance's place in its cluster's network (address, node id) while its
+        activity lives; ``None`` without a network, or between lives."""
+        return self._instance.network_node if self._instance is not None else None
+
+    async def open_tcp_stream(self, port: int) -> VpnStream:
+        """A TCP connection to ``port`` of this instance inside its network, through the
+        daemon's websocket, as a trio stream (close it with ``aclose`` or ``async with``).
+
+        Raises ``RuntimeError`` when the instance is not a node of a network now, and
+        :class:`~golem_trio.network.VpnConnectionError` (``status`` 504 when nothing listens
+        there). Cancellation: a checkpoint; if cancelled, no connection is left open.
+        """
+        node = self.network_node
+        if node is None:
+            await trio.lowlevel.checkpoint()
+            raise RuntimeError(f"{self!r} is not a node of a network now")
+        return await node.open_tcp_stream(port)
 
     @property
     def exc_info(self) -> BaseException | None:

@@ -2,7 +2,9 @@
 
 :class:`WorkContext` is one activity; :class:`Script` an ordered batch of commands whose
 :meth:`Script.execute` is the primitive every style builds on; :class:`Result` one command's
-outcome; :func:`open_http_storage` serves the files that ``upload_*``/``download_*`` transfer.
+outcome; :func:`open_http_storage` (loopback HTTP, for LocalNet) or :func:`open_gftp_storage`
+(gftp over the daemon's service bus, for the real network) serves the files that
+``upload_*``/``download_*`` transfer.
 See ``docs/work.md``.
 """
 
@@ -20,7 +22,12 @@ from ._events import CommandExecuted as CommandExecuted
 from ._events import DownloadFinished as DownloadFinished
 from ._events import ScriptFinished as ScriptFinished
 from ._events import ScriptSent as ScriptSent
+from ._events import TransferProgress as TransferProgress
 from ._events import WorkEvent as WorkEvent
+from ._gftp import GftpStorage as GftpStorage
+from ._gftp import PublishFailed as PublishFailed
+from ._gftp import TransferStorage as TransferStorage
+from ._gftp import open_gftp_storage as open_gftp_storage
 from ._result import CommandHandle as CommandHandle
 from ._result import Result as Result
 from ._script import DEFAULT_DOWNLOAD_LIMIT as DEFAULT_DOWNLOAD_LIMIT
@@ -32,6 +39,7 @@ from ._storage import READ_TIMEOUT as READ_TIMEOUT
 from ._storage import HttpStorage as HttpStorage
 from ._storage import Receipt as Receipt
 from ._storage import ReceiveFailed as ReceiveFailed
+from ._storage import TransferCorrupted as TransferCorrupted
 from ._storage import TransferTooLarge as TransferTooLarge
 from ._storage import open_http_storage as open_http_storage
 
@@ -49,7 +57,9 @@ __all__ = [
     "CommandNotRun",
     "DownloadFinished",
     "DownloadTooLarge",
+    "GftpStorage",
     "HttpStorage",
+    "PublishFailed",
     "Receipt",
     "ReceiveFailed",
     "Result",
@@ -57,10 +67,14 @@ __all__ = [
     "ScriptFinished",
     "ScriptSent",
     "ScriptTarget",
+    "TransferCorrupted",
+    "TransferProgress",
+    "TransferStorage",
     "TransferTooLarge",
     "TransferUnavailable",
     "WorkContext",
     "WorkEvent",
+    "open_gftp_storage",
     "open_http_storage",
 ]
 

@@ -10,9 +10,9 @@ from typing import Any
 import trio
 
 from ..yagna import ActivityState, ActivityUsage, YagnaClient
+from ._gftp import TransferStorage
 from ._result import CommandHandle
 from ._script import DEFAULT_DOWNLOAD_LIMIT, DEFAULT_FILE_DOWNLOAD_LIMIT, Script
-from ._storage import HttpStorage
 
 __all__ = ["WorkContext"]
 
@@ -35,13 +35,13 @@ class WorkContext:
     * yapapi's old style: ``ctx.run(...)`` and the other command methods append to the
       context's pending script, ``ctx.commit()`` hands it over (and starts a new one).
 
-    ``storage`` serves and receives transferred files (without it, transfer methods raise
-    :class:`TransferUnavailable`); ``emit`` receives the events of
-    :mod:`golem_trio.work` (``ScriptSent``, ``CommandExecuted``, ``ScriptFinished``,
-    ``DownloadFinished``); ``stream_output`` follows each batch's event stream too;
-    ``deploy_args`` are the defaults of every ``deploy``; ``implicit_init`` deploys and starts
-    the activity before the first script that does not (the engine sets it, so a service's
-    ``start`` need not deploy).
+    ``storage`` (an :class:`HttpStorage` or a :class:`GftpStorage`) serves and receives
+    transferred files (without it, transfer methods raise :class:`TransferUnavailable`);
+    ``emit`` receives the events of :mod:`golem_trio.work` (``ScriptSent``,
+    ``CommandExecuted``, ``ScriptFinished``, ``DownloadFinished``, ``TransferProgress``);
+    ``stream_output`` follows each batch's event stream too; ``deploy_args`` are the defaults
+    of every ``deploy``; ``implicit_init`` deploys and starts the activity before the first
+    script that does not (the engine sets it, so a service's ``start`` need not deploy).
     """
 
     def __init__(
@@ -52,7 +52,7 @@ class WorkContext:
         agreement_id: str,
         provider_id: str,
         provider_name: str | None = None,
-        storage: HttpStorage | None = None,
+        storage: TransferStorage | None = None,
         emit: Callable[[object], None] | None = None,
         stream_output: bool = False,
         deploy_args: Mapping[str, Any] | None = None,

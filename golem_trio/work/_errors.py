@@ -190,4 +190,6 @@ class ActivityGone(BatchError):
 
 class TransferUnavailable(GolemError, RuntimeError):
     """A file transfer was asked of a :class:`WorkContext` that has no storage to serve or
-    receive the files (pass ``storage=`` an :class:`HttpStorage`)."""
+    receive the files (pass ``storage=`` an :class:`HttpStorage`), or a
+    :class:`GftpStorage` cannot be opened (the daemon's service bus does not answer, or is
+    another daemon's)."""

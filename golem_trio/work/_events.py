@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import attrs
 
-__all__ = ["CommandExecuted", "DownloadFinished", "ScriptFinished", "ScriptSent", "WorkEvent"]
+__all__ = [
+    "CommandExecuted",
+    "DownloadFinished",
+    "ScriptFinished",
+    "ScriptSent",
+    "TransferProgress",
+    "WorkEvent",
+]
 
 
 @attrs.frozen
@@ -53,4 +61,20 @@ class DownloadFinished:
     path: Path
 
 
-WorkEvent = ScriptSent | CommandExecuted | ScriptFinished | DownloadFinished
+@attrs.frozen
+class TransferProgress:
+    """Bytes of one file went between this machine and the provider, through a storage that
+    can tell (gftp): ``direction`` is ``"upload"`` (the provider fetched ``done`` bytes of the
+    file at ``url``, of ``total``) or ``"download"`` (the provider sent ``done`` bytes so far;
+    ``total`` is known once it finished). Reported about every MiB and once at the end, when
+    ``done == total``."""
+
+    activity_id: str
+    agreement_id: str
+    direction: Literal["upload", "download"]
+    url: str
+    done: int
+    total: int | None
+
+
+WorkEvent = ScriptSent | CommandExecuted | ScriptFinished | DownloadFinished | TransferProgress

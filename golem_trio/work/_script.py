@@ -25,7 +25,7 @@ import shlex
 from collections import deque
 from collections.abc import Generator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import attrs
 import trio
@@ -65,9 +65,16 @@ from ._errors import (
     DownloadTooLarge,
     TransferUnavailable,
 )
-from ._events import CommandExecuted, DownloadFinished, ScriptFinished, ScriptSent
+from ._events import (
+    CommandExecuted,
+    DownloadFinished,
+    ScriptFinished,
+    ScriptSent,
+    TransferProgress,
+)
+from ._gftp import GftpStorage, Progress, TransferStorage
 from ._result import CommandHandle, Result
-from ._storage import HttpStorage, Receipt, ReceiveFailed
+from ._storage import Receipt, ReceiveFailed
 
 __all__ = [
     "DEFAULT_DOWNLOAD_LIMIT",
@@ -94,6 +101,8 @@ STATE_CHECK_BOUND = 10.0
 STREAM_GRACE = 1.0
 #: Seconds a finished download may take to be complete on this side.
 DOWNLOAD_GRACE = 10.0
+#: Seconds that unpublishing a batch's files and forgetting its receipts may take, shielded.
+CLEANUP_BOUND = 10.0
 
 _EXIT_CODE = re.compile(r"exited with code (-?\d+)")
 
@@ -147,10 +156,16 @@ class _Step:
     def is_upload(self) -> bool:
         return self.upload_path is not None or self.upload_data is not None
 
-    def build(self, storage: HttpStorage | None) -> ExeScriptCommand:
+    async def build(self, target: ScriptTarget) -> ExeScriptCommand:
+        """The command to send; publishes the upload or opens the download first."""
         if self.command is not None:
+            await trio.lowlevel.checkpoint()
             return self.command
+        storage = target.storage
         assert storage is not None
+        if isinstance(storage, GftpStorage):
+            return await self._build_gftp(target, storage)
+        await trio.lowlevel.checkpoint()
         if self.is_upload:
             if self.upload_path is not None:
                 self.url = storage.publish_file(self.upload_path)
@@ -163,13 +178,54 @@ class _Step:
         self.receipt = storage.receive(self.limit, path=self.download_path)
         return Transfer(from_=f"container:{self.download_src}", to=self.receipt.url)
 
-    def clean_up(self, storage: HttpStorage | None) -> None:
+    async def _build_gftp(self, target: ScriptTarget, storage: GftpStorage) -> ExeScriptCommand:
+        def reporter(direction: Literal["upload", "download"]) -> Progress:
+            def report(done: int, total: int | None) -> None:
+                url = self.url if direction == "upload" else self.receipt and self.receipt.url
+                target._emit(
+                    TransferProgress(
+                        target.activity_id, target.agreement_id, direction, url or "", done, total
+                    )
+                )
+
+            return report
+
+        if self.is_upload:
+            if self.upload_path is not None:
+                url = await storage.publish_file(self.upload_path, progress=reporter("upload"))
+            else:
+                assert self.upload_data is not None
+                url = await storage.publish_bytes(self.upload_data, progress=reporter("upload"))
+            self.url = url
+            assert self.dst is not None
+            return Transfer(from_=url, to=f"container:{self.dst}")
+        assert self.download_src is not None
+        self.receipt = await storage.receive(
+            self.limit, path=self.download_path, progress=reporter("download")
+        )
+        return Transfer(from_=f"container:{self.download_src}", to=self.receipt.url)
+
+    async def clean_up(self, storage: TransferStorage | None) -> None:
+        """Unpublish the upload, forget the download (shielded and bounded for gftp)."""
+        url, self.url = self.url, None
+        receipt, self.receipt = self.receipt, None
         if storage is None:
+            await trio.lowlevel.checkpoint()
             return
-        if self.url is not None:
-            storage.unpublish(self.url)
-        if self.receipt is not None:
-            storage.forget(self.receipt)
+        if isinstance(storage, GftpStorage):
+            if url is not None:
+                await storage.unpublish(url)
+            if receipt is not None:
+                await storage.forget(receipt)
+            self.receipt = receipt
+            await trio.lowlevel.checkpoint()
+            return
+        await trio.lowlevel.checkpoint()
+        if url is not None:
+            storage.unpublish(url)
+        if receipt is not None:
+            storage.forget(receipt)
+        self.receipt = receipt
 
 
 class ScriptTarget(Protocol):
@@ -186,7 +242,7 @@ class ScriptTarget(Protocol):
     def agreement_id(self) -> str: ...
 
     @property
-    def storage(self) -> HttpStorage | None: ...
+    def storage(self) -> TransferStorage | None: ...
 
     @property
     def stream_output(self) -> bool: ...
@@ -351,7 +407,7 @@ class Script:
         self._steps.append(_Step(command, text, handle, **extra))
         return handle
 
-    def _storage(self, what: str) -> HttpStorage:
+    def _storage(self, what: str) -> TransferStorage:
         storage = self.ctx.storage
         if storage is None:
             raise TransferUnavailable(
@@ -512,7 +568,7 @@ class Script:
         error: BaseException | None = None
         try:
             await ctx._before(self)
-            commands = [step.build(ctx.storage) for step in steps]
+            commands = [await step.build(ctx) for step in steps]
             with trio.move_on_after(math.inf if self.timeout is None else self.timeout) as scope:
                 batch_id = await self._send(commands)
                 ctx._emit(ScriptSent(ctx.activity_id, ctx.agreement_id, batch_id, self.commands))
@@ -524,8 +580,12 @@ class Script:
             error = exc
             raise
         finally:
+            # Shielded and bounded: a cancelled batch still unbinds what it published.
+            with trio.move_on_after(CLEANUP_BOUND, shield=True):
+                await trio.lowlevel.checkpoint()
+                for step in steps:
+                    await step.clean_up(ctx.storage)
             for step in steps:
-                step.clean_up(ctx.storage)
                 step.handle._fail(
                     CommandNotRun(
                         command=step.text, index=step.handle.index, cause=error, **ctx._where()

@@ -36,6 +36,7 @@ __all__ = [
     "HttpStorage",
     "Receipt",
     "ReceiveFailed",
+    "TransferCorrupted",
     "TransferTooLarge",
     "open_http_storage",
 ]
@@ -63,6 +64,11 @@ class TransferTooLarge(ReceiveFailed):
         self.limit = limit
 
 
+class TransferCorrupted(ReceiveFailed):
+    """What arrived for a :class:`Receipt` does not have the hash the sender announced
+    (gftp checks it); nothing of it is kept."""
+
+
 @attrs.define(eq=False)
 class Receipt:
     """Where the exe-unit PUTs one file: ``url``. The body is kept in memory (``data``) or,
@@ -78,6 +84,8 @@ class Receipt:
     error: str | None = None
     #: Whether the PUT was refused for its size (:class:`TransferTooLarge`).
     too_large: bool = False
+    #: Whether the content failed its hash check (:class:`TransferCorrupted`).
+    corrupted: bool = False
     _done: trio.Event = attrs.field(factory=trio.Event, repr=False)
     #: Set when a PUT started: a receipt takes one (another is answered with 409).
     _claimed: bool = attrs.field(default=False, repr=False)
@@ -99,14 +107,19 @@ class Receipt:
         if self.error is not None:
             if self.too_large and self.limit is not None:
                 raise TransferTooLarge(self.error, self.limit)
+            if self.corrupted:
+                raise TransferCorrupted(self.error)
             raise ReceiveFailed(self.error)
         return self.data if self.path is None else None
 
-    def _finish(self, error: str | None = None, *, too_large: bool = False) -> None:
+    def _finish(
+        self, error: str | None = None, *, too_large: bool = False, corrupted: bool = False
+    ) -> None:
         if self._done.is_set():
             return
         self.error = error
         self.too_large = too_large
+        self.corrupted = corrupted
         self._done.set()
 
 

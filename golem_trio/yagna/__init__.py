@@ -11,6 +11,7 @@ from ._activity import ExecEventStream as ExecEventStream
 from ._activity import exe_script_text as exe_script_text
 from ._client import YagnaClient as YagnaClient
 from ._config import DEFAULT_API_URL as DEFAULT_API_URL
+from ._config import DEFAULT_GSB_URL as DEFAULT_GSB_URL
 from ._config import DEFAULT_MAX_REPLY_SIZE as DEFAULT_MAX_REPLY_SIZE
 from ._config import ApiConfig as ApiConfig
 from ._config import RetryPolicy as RetryPolicy
@@ -54,6 +55,7 @@ __all__ = [
     "exe_script_text",
     "YagnaClient",
     "DEFAULT_API_URL",
+    "DEFAULT_GSB_URL",
     "DEFAULT_MAX_REPLY_SIZE",
     "ApiConfig",
     "RetryPolicy",

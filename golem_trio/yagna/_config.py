@@ -15,6 +15,7 @@ from ._errors import ConfigError
 
 __all__ = [
     "DEFAULT_API_URL",
+    "DEFAULT_GSB_URL",
     "DEFAULT_MAX_REPLY_SIZE",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
@@ -24,6 +25,8 @@ __all__ = [
 ]
 
 DEFAULT_API_URL = "http://127.0.0.1:7465"
+#: Where a yagna daemon's service bus listens unless ``GSB_URL`` says otherwise.
+DEFAULT_GSB_URL = "tcp://127.0.0.1:7464"
 #: The default cap on the size of one reply body (64 MiB).
 DEFAULT_MAX_REPLY_SIZE = 64 * 1024 * 1024
 
@@ -85,6 +88,10 @@ def _root(url: str) -> str:
     return url.rstrip("/")
 
 
+def _gsb_url_from_env() -> str:
+    return os.environ.get("GSB_URL") or DEFAULT_GSB_URL
+
+
 @attrs.frozen
 class ApiConfig:
     """Where the daemon is and how to talk to it.
@@ -95,6 +102,8 @@ class ApiConfig:
     ``max_reply_size`` caps the body of every reply, in bytes after decompression (default
     :data:`DEFAULT_MAX_REPLY_SIZE`); a larger reply raises
     :class:`~golem_trio.yagna.ReplyTooLarge` (the exec event stream is not capped as a whole).
+    ``gsb_url`` is the daemon's service bus (``tcp://host:port`` or ``unix:/path``), where
+    gftp transfers are served; by default ``GSB_URL``, else :data:`DEFAULT_GSB_URL`.
     """
 
     app_key: str = attrs.field(repr=False)
@@ -108,6 +117,7 @@ class ApiConfig:
     max_reply_size: int = attrs.field(
         default=DEFAULT_MAX_REPLY_SIZE, validator=attrs.validators.ge(1)
     )
+    gsb_url: str = attrs.field(factory=_gsb_url_from_env)
 
     @app_key.validator
     def _check_app_key(self, _attribute: object, value: str) -> None:
@@ -117,7 +127,8 @@ class ApiConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ApiConfig:
         """Build a configuration from ``YAGNA_APPKEY``, ``YAGNA_API_URL`` and the per-API
-        ``YAGNA_MARKET_URL``, ``YAGNA_ACTIVITY_URL``, ``YAGNA_PAYMENT_URL``, ``YAGNA_NET_URL``.
+        ``YAGNA_MARKET_URL``, ``YAGNA_ACTIVITY_URL``, ``YAGNA_PAYMENT_URL``, ``YAGNA_NET_URL``
+        and ``GSB_URL`` (the service bus).
 
         Keyword arguments override what the environment says. Raises :class:`ConfigError` if no
         app key is given either way.
@@ -132,9 +143,11 @@ class ApiConfig:
             ("activity_url", "YAGNA_ACTIVITY_URL"),
             ("payment_url", "YAGNA_PAYMENT_URL"),
             ("net_url", "YAGNA_NET_URL"),
+            ("gsb_url", "GSB_URL"),
         ):
             if env.get(var):
                 values[name] = env[var]
+        values.setdefault("gsb_url", DEFAULT_GSB_URL)
         values.update(overrides)
         if "app_key" not in values:
             raise ConfigError("no app key: set YAGNA_APPKEY or pass app_key=")

@@ -164,7 +164,7 @@ async def test_an_engine_beside_a_yapapi_app_on_the_real_daemon(
     yapapi: list[tuple[int, str]] = []
     with trio.fail_after(APP_TIMEOUT_S + 120):
         async with open_yagna_localnet(specs, runtime=runtime) as net:
-            config = ApiConfig(app_key=net.app_key, api_url=net.url)
+            config = ApiConfig(app_key=net.app_key, api_url=net.url, gsb_url=net.gsb_url)
 
             async def engine(name: str) -> None:
                 with use_resolver(StaticResolver()):

@@ -12,7 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from golem_trio.localnet.yagna import YagnaNode, YagnaNotInstalled, find_yagna_binary
+from golem_trio.localnet.yagna import (
+    YagnaNode,
+    YagnaNotInstalled,
+    find_yagna_binary,
+    namespaces_problem,
+)
 
 _HERE = pathlib.Path(__file__).parent
 
@@ -35,3 +40,12 @@ def yagna_node() -> Iterator[YagnaNode]:
         pytest.fail(missing, pytrace=False)
     with YagnaNode.start() as node:
         yield node
+
+
+@pytest.fixture
+def namespaces() -> None:
+    """The two-node network's private network namespace can be made here (root, util-linux,
+    iproute2); else the test fails, never skips, with a message that says what is missing."""
+    problem = namespaces_problem()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)

@@ -113,7 +113,8 @@ async def backend(name: str) -> AsyncIterator[tuple[str, str]]:
             assert net.url is not None
             yield net.url, net.app_key
     else:
-        async with open_yagna_localnet(PROVIDERS, runtime=runtime()) as real:
+        # One node: the differences below are pinned for a daemon that holds both sides.
+        async with open_yagna_localnet(PROVIDERS, runtime=runtime(), nodes=1) as real:
             yield real.url, real.app_key
 
 

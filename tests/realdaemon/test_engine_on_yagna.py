@@ -84,7 +84,7 @@ async def stage(providers: int = 2, invoice_wait: float = 30) -> AsyncIterator[S
     runtime = scripted_runtime_factory({"/bin/echo": lambda a: Reply(stdout=" ".join(a) + "\n")})
     async with open_yagna_localnet(specs, runtime=runtime) as net:
         events: list[object] = []
-        config = ApiConfig(app_key=net.app_key, api_url=net.url)
+        config = ApiConfig(app_key=net.app_key, api_url=net.url, gsb_url=net.gsb_url)
         with use_resolver(StaticResolver()):
             golem = Golem(
                 budget=1.0,
@@ -250,7 +250,7 @@ async def test_the_guides_simple_service_runs_on_the_real_daemon(tmp_path: Path)
 
     with trio.fail_after(DEADLINE):
         async with open_yagna_localnet(specs, runtime=local_runtime_factory(store)) as net:
-            config = ApiConfig(app_key=net.app_key, api_url=net.url)
+            config = ApiConfig(app_key=net.app_key, api_url=net.url, gsb_url=net.gsb_url)
             with use_resolver(StaticResolver()):
                 golem = Golem(
                     budget=1.0, api_config=config, handle_signals=False, event_consumer=consumer
@@ -292,7 +292,9 @@ async def test_a_second_engine_on_the_daemon_leaves_the_first_ones_invoices_alon
             events: list[object] = []
             second = Golem(
                 budget=1.0,
-                api_config=ApiConfig(app_key=st.net.app_key, api_url=st.net.url),
+                api_config=ApiConfig(
+                    app_key=st.net.app_key, api_url=st.net.url, gsb_url=st.net.gsb_url
+                ),
                 handle_signals=False,
                 invoice_wait=30,
                 event_consumer=events.append,

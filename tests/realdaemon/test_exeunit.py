@@ -18,15 +18,9 @@ import httpx2
 import pytest
 import trio
 
+from golem_trio.gsb import GsbBus, GsbCallError, open_gsb
 from golem_trio.localnet.providers import CommandOutcome, Reply, RuntimeContext, ScriptedRuntime
-from golem_trio.localnet.yagna import (
-    ExeUnit,
-    GsbBus,
-    GsbCallError,
-    YagnaNode,
-    exeunit_service_id,
-    open_gsb,
-)
+from golem_trio.localnet.yagna import ExeUnit, YagnaNode, exeunit_service_id
 from golem_trio.yagna import (
     ActivityStateName,
     ApiConfig,

@@ -1,4 +1,4 @@
-"""The GSB client (``golem_trio.localnet.yagna``) against the real yagna daemon's bus."""
+"""The GSB client (``golem_trio.gsb``) against the real yagna daemon's bus."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import uuid
 import pytest
 import trio
 
-from golem_trio.localnet.yagna import GsbBus, GsbCallError, GsbRegisterError, YagnaNode, open_gsb
+from golem_trio.gsb import GsbBus, GsbCallError, GsbRegisterError, open_gsb
+from golem_trio.localnet.yagna import YagnaNode
 
 TEST_DEADLINE = 40.0
 

@@ -26,6 +26,7 @@ from golem_trio import (
 from golem_trio.localnet import ProviderSpec, ledger, open_localnet, scripted_runtime_factory
 from golem_trio.services import Engine, ServiceState
 from golem_trio.testing import assert_invariants, snapshot_tasks
+from golem_trio.work import HttpStorage
 
 
 def assert_refused(
@@ -92,6 +93,9 @@ def test_timeouts_that_can_be_zero_and_derived_defaults() -> None:
         ({"budget": 1, "subnet_tag": 7}, "subnet_tag", True),
         ({"budget": 1, "event_consumer": "print"}, "event_consumer", True),
         ({"budget": 1, "image_dirs": "images"}, "image_dirs", True),
+        ({"budget": 1, "transfer": "ftp"}, "transfer", False),
+        ({"budget": 1, "transfer": "GFTP"}, "transfer", False),
+        ({"budget": 1, "transfer": None}, "transfer", True),
     ],
 )
 def test_golem_refuses_bad_settings_when_made(
@@ -202,3 +206,21 @@ async def test_leaving_the_block_closes_everything_when_a_step_raises(
         # The cancel-scope stack is intact: this task still works normally.
         with trio.move_on_after(1):
             await trio.sleep(2)
+
+
+@pytest.mark.parametrize("transfer", ["auto", "http", "gftp"])
+async def test_localnets_emulator_moves_files_over_http_and_refuses_gftp(
+    autojump_clock: trio.testing.MockClock, transfer: str
+) -> None:
+    """``transfer="auto"`` (and ``"http"``) on LocalNet's emulator serve files over loopback
+    HTTP; the emulator has no service bus, so ``"gftp"`` is refused when the engine is made."""
+    async with open_localnet([ProviderSpec(name="p0")], epoch=EPOCH) as net:
+        if transfer == "gftp":
+            with pytest.raises(ConfigurationError) as excinfo:
+                Golem(budget=BUDGET, localnet=net, transfer=transfer)
+            assert_refused(excinfo, "transfer", wrong_type=False)
+            return
+        golem = Golem(budget=BUDGET, localnet=net, handle_signals=False, transfer=transfer)
+        async with golem:
+            assert golem._engine is not None
+            assert isinstance(golem._engine.context.storage, HttpStorage)

@@ -1,6 +1,6 @@
 import pytest
 
-from golem_trio.yagna import DEFAULT_API_URL, ApiConfig, ConfigError, RetryPolicy
+from golem_trio.yagna import DEFAULT_API_URL, DEFAULT_GSB_URL, ApiConfig, ConfigError, RetryPolicy
 
 
 def test_from_env_reads_every_variable() -> None:
@@ -58,3 +58,15 @@ def test_backoff_is_exponential_jittered_and_capped() -> None:
     assert policy.delay(2, 1.0) == pytest.approx(2.0)
     assert policy.delay(8, 1.0) == pytest.approx(3.0)
     assert policy.delay(8, 0.0) == pytest.approx(1.5)
+
+
+def test_the_service_bus_url_comes_from_gsb_url_else_the_daemons_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert ApiConfig.from_env({"YAGNA_APPKEY": "k"}).gsb_url == DEFAULT_GSB_URL
+    env = {"YAGNA_APPKEY": "k", "GSB_URL": "unix:/tmp/bus.sock"}
+    assert ApiConfig.from_env(env).gsb_url == "unix:/tmp/bus.sock"
+    monkeypatch.setenv("GSB_URL", "tcp://127.0.0.1:17464")
+    assert ApiConfig(app_key="k").gsb_url == "tcp://127.0.0.1:17464"
+    monkeypatch.delenv("GSB_URL")
+    assert ApiConfig(app_key="k").gsb_url == DEFAULT_GSB_URL == "tcp://127.0.0.1:7464"

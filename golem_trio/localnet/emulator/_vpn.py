@@ -11,7 +11,8 @@ Connections. ``GET …/net/{id}/tcp/{ip}/{port}`` (a websocket) carries raw TCP 
 service and opens a plain TCP connection there. A :data:`Resolver` answers
 ``(network_id, ip, port) -> (host, port) | None``; the default one takes the node at ``ip``
 (a provider node id), its newest live activity for the network's owner whose runtime has a
-``vpn_endpoint(port)`` method (the local runtime's VPN port hand-off), and the host address that
+``vpn_endpoint(port)`` method (and, when the runtime knows its own address, ``vpn_ip``, is
+deployed at ``ip``) (the local runtime's VPN port hand-off), and the host address that
 method answers. ``None`` (unknown address, no such activity, no port handed off) and a refused
 or timed-out connection all answer 504 with an empty body, as the daemon answers a TCP connect
 that never completes (it only answers after its own connect timeout; LocalNet answers at once).
@@ -301,6 +302,10 @@ class VpnState:
                 continue
             vpn_endpoint = getattr(activity.runtime, "vpn_endpoint", None)
             if vpn_endpoint is None:
+                continue
+            # Two activities of one provider in one network: the one deployed at this address.
+            own_ip = getattr(activity.runtime, "vpn_ip", None)
+            if own_ip is not None and own_ip != ip:
                 continue
             found = vpn_endpoint(port)
             if found is not None:

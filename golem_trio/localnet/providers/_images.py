@@ -5,14 +5,17 @@ An image folder (see :mod:`._local_runtime`) may hold a manifest, ``golem-image.
     {
         "stands_for": "8b11df59f84358d47fc6776d0bb7290b0054c15ded2d6f54cf634488",
         "name": "simple-service",
-        "description": "observations simulator and statistics"
+        "description": "observations simulator and statistics",
+        "vpn_ports": [80]
     }
 
 Every key is optional; no other key is allowed (a misspelt ``stands_for`` would otherwise go
 unnoticed). ``stands_for`` is the sha3-224 hash (56 lower-case hex digits) of a published
 image the folder stands in for, so a demand written for the published image
 (``vm.repo(image_hash=...)``) runs on LocalNet's local runtime unchanged. ``name`` defaults to
-the folder's name, ``description`` to ``""``.
+the folder's name, ``description`` to ``""``. ``vpn_ports`` lists the TCP ports the image's
+services listen on inside a VPN: the local runtime hands each a loopback port of its own
+(``GOLEM_VPN_PORT_<port>``, see :mod:`._local_runtime`).
 
 :func:`discover_images` walks folders for manifests and registers each image folder with an
 :class:`~._local_runtime.ImageStore` under its own content hash
@@ -54,7 +57,7 @@ MAX_DEPTH = 3
 #: Folders :func:`discover_images` never enters (besides hidden ones).
 SKIPPED_DIRS = frozenset({".venv", "venv", "__pycache__", "node_modules"})
 
-_KEYS = frozenset({"stands_for", "name", "description"})
+_KEYS = frozenset({"stands_for", "name", "description", "vpn_ports"})
 _HASH_RE = re.compile(r"^[0-9a-f]{56}\Z")
 
 
@@ -82,6 +85,8 @@ class ImageInfo:
     stands_for: str | None
     name: str
     description: str = ""
+    #: The TCP ports its services listen on inside a VPN.
+    vpn_ports: tuple[int, ...] = ()
 
     @property
     def manifest(self) -> Path:
@@ -144,6 +149,11 @@ def load_image_folder(path: str | os.PathLike[str]) -> ImageInfo:
     if name is not None and not name.strip():
         raise ImageManifestError(manifest, "'name' must not be empty")
     description = _string(data, "description", manifest) or ""
+    ports = data.get("vpn_ports", [])
+    if not isinstance(ports, list) or not all(
+        isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports
+    ):
+        raise ImageManifestError(manifest, "'vpn_ports' must be a list of TCP ports (1-65535)")
     try:
         content_hash = image_hash(folder)
     except OSError as exc:
@@ -154,6 +164,7 @@ def load_image_folder(path: str | os.PathLike[str]) -> ImageInfo:
         stands_for=stands_for,
         name=name if name is not None else folder.name,
         description=description,
+        vpn_ports=tuple(sorted(set(ports))),
     )
 
 

@@ -35,21 +35,25 @@ Transfers
     ``/golem/...``), and an ``http(s)://`` destination receives the sandbox file by ``PUT``.
     A ``hash:sha3:<hex>:<url>`` source is checked against its digest. Paths must stay
     inside ``/golem`` (no ``..``, no symlinks out). Only loopback hosts are allowed unless
-    ``allow_remote_transfers`` is set. ``gftp://``, archives (``format``) and ``fileset`` are
-    not supported.
+    ``allow_remote_transfers`` is set. ``gftp://`` is left to the exe-unit, which moves the
+    file itself into :meth:`LocalRuntime.container_file`; archives (``format``) and
+    ``fileset`` are not supported.
 
 VPN port hand-off
     A process in the sandbox shares the host's network (unless ``isolate_network``), so it
     cannot listen on the VPN port it would use in a VM (``80`` for many services: several
     activities would collide). Instead the runtime hands it a host port: for every VPN port in
-    ``LocalRuntimeConfig.vpn_ports`` it reserves a free port on ``127.0.0.1`` at ``deploy``
+    ``LocalRuntimeConfig.vpn_ports``, and every one the image's manifest lists
+    (``"vpn_ports": [80]`` in ``golem-image.json``), it reserves a free port on ``127.0.0.1``
+    at ``deploy``
     and tells every command about it through the environment, ``GOLEM_VPN_PORT_<vpn port>=
     <host port>`` (for example ``GOLEM_VPN_PORT_80=41873``), and in the file
     ``/golem/.vpn-ports.json`` (``{"80": 41873}``); ``GOLEM_VPN_IP`` is the activity's own
     VPN address from ``deploy.net[0].nodeIp`` when given. The service listens on
     ``127.0.0.1:$GOLEM_VPN_PORT_80``; LocalNet's VPN websocket for ``.../tcp/<ip>/80`` asks
     :meth:`LocalRuntime.vpn_endpoint` for ``80`` and bridges the websocket's bytes to the TCP
-    address it answers.
+    address it answers. The runtime keeps its VPN address (``vpn_ip``), so that two
+    activities of one provider in one network are told apart by address.
 """
 
 from __future__ import annotations
@@ -284,6 +288,19 @@ def _free_loopback_port() -> int:
         return port
 
 
+def _manifest_vpn_ports(image: Path) -> list[int]:
+    """The ``vpn_ports`` of the image folder's ``golem-image.json`` (none when it has no
+    readable manifest; the manifest is validated where images are discovered)."""
+    try:
+        data = json.loads((image / "golem-image.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    ports = data.get("vpn_ports") if isinstance(data, dict) else None
+    if not isinstance(ports, list):
+        return []
+    return [p for p in ports if isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536]
+
+
 def _is_loopback(host: str) -> bool:
     if host.lower() in ("localhost", "localhost."):
         return True
@@ -316,6 +333,8 @@ class LocalRuntime:
         #: The per-activity folder (``golem/`` in it is the sandbox's ``/golem``).
         self.folder: Path | None = None
         self.vpn_host_ports: dict[int, int] = {}
+        #: The activity's own VPN address, from ``deploy``'s ``net[0].nodeIp``.
+        self.vpn_ip: str | None = None
         self._env: dict[str, str] = {}
         self._process: trio.Process | None = None
         self._child_pid: int | None = None
@@ -399,7 +418,9 @@ class LocalRuntime:
             raise RuntimeFailure(self.image_problem or "no image for this activity")
         bwrap = self._find_bwrap()
         if not self.config.isolate_network:
-            self.vpn_host_ports = {port: _free_loopback_port() for port in self.config.vpn_ports}
+            listed = await trio.to_thread.run_sync(_manifest_vpn_ports, self.image)
+            wanted = set(self.config.vpn_ports) | set(listed)
+            self.vpn_host_ports = {port: _free_loopback_port() for port in sorted(wanted)}
         self._env = self._command_env(params)
         self._deployed_at = trio.current_time()
         try:
@@ -420,6 +441,7 @@ class LocalRuntime:
             node_ip = net[0].get("nodeIp")
             if isinstance(node_ip, str):
                 env["GOLEM_VPN_IP"] = node_ip
+                self.vpn_ip = node_ip
         for vpn_port, host_port in self.vpn_host_ports.items():
             env[f"GOLEM_VPN_PORT_{vpn_port}"] = str(host_port)
         return env
@@ -615,6 +637,15 @@ class LocalRuntime:
         else:
             path = url
         return self._container_path(self.golem, path)
+
+    def container_file(self, url: str) -> Path:
+        """The host path of the sandbox file ``url`` (``container:/golem/...`` or a bare
+        ``/golem/...``), for an exe-unit that moves the file itself (gftp). Raises
+        :class:`RuntimeFailure` for a path outside ``/golem`` or when the sandbox is not
+        running."""
+        if self._process is None or self._terminated:
+            raise RuntimeFailure("the sandbox is not running")
+        return self._sandbox_file(url)
 
     def _check_url(self, url: str) -> None:
         parsed = urllib.parse.urlsplit(url)

@@ -11,9 +11,13 @@
 - each provider's :class:`~golem_trio.localnet.providers.ProviderAgent` drives the daemon's
   provider REST API through :class:`RestProviderPort` (``_rest_port.py``), and an
   :class:`ExeUnit` (``_exeunit.py``) per activity answers on the daemon's service bus
-  (``_gsb.py``: :func:`open_gsb`, :class:`GsbBus`);
+  (through :mod:`golem_trio.gsb`, the bus client it shares with the SDK);
 - ``_process.py`` starts the daemon and anvil in process groups of their own and stops them
-  by process group, even on failure or at interpreter exit.
+  by process group, even on failure or at interpreter exit;
+- with two nodes (``open_yagna_localnet(..., nodes=2)``), the requestor's and the providers'
+  daemons meet on a central net with a hub, all in a private network namespace
+  (:class:`PrivateNetwork`, ``_netns.py``); where one cannot be made,
+  :class:`NamespacesUnavailable` (:func:`namespaces_problem` says why beforehand).
 
 This wing imports the providers wing and the emulator's exe-unit model. See
 ``docs/localnet.md`` (*The real daemon backend*).
@@ -21,6 +25,7 @@ This wing imports the providers wing and the emulator's exe-unit model. See
 
 from golem_trio._exports import fixup_module_metadata
 
+from ._backend import NODE_COUNTS as NODE_COUNTS
 from ._backend import ActivityHost as ActivityHost
 from ._backend import YagnaLocalNet as YagnaLocalNet
 from ._backend import open_yagna_localnet as open_yagna_localnet
@@ -42,13 +47,11 @@ from ._chain import load_token_artifact as load_token_artifact
 from ._chain import to_base_units as to_base_units
 from ._exeunit import ExeUnit as ExeUnit
 from ._exeunit import exeunit_service_id as exeunit_service_id
-from ._gsb import GsbBus as GsbBus
-from ._gsb import GsbCallError as GsbCallError
-from ._gsb import GsbClosed as GsbClosed
-from ._gsb import GsbError as GsbError
-from ._gsb import GsbProtocolError as GsbProtocolError
-from ._gsb import GsbRegisterError as GsbRegisterError
-from ._gsb import open_gsb as open_gsb
+from ._netns import NAMESPACE_HINT as NAMESPACE_HINT
+from ._netns import NamespacesUnavailable as NamespacesUnavailable
+from ._netns import PrivateNetwork as PrivateNetwork
+from ._netns import namespaces_problem as namespaces_problem
+from ._node import HUB_ADDRESS as HUB_ADDRESS
 from ._node import INSTALL_HINT as INSTALL_HINT
 from ._node import PAYMENT_NETWORK as PAYMENT_NETWORK
 from ._node import PAYMENT_PLATFORM as PAYMENT_PLATFORM
@@ -76,8 +79,11 @@ __all__ = [
     "ANVIL_ENV_VAR",
     "ANVIL_NPM_PACKAGE",
     "ANVIL_VERSION",
+    "HUB_ADDRESS",
     "INSTALL_HINT",
     "LOCAL_CHAIN_ID",
+    "NAMESPACE_HINT",
+    "NODE_COUNTS",
     "PAYMENT_NETWORK",
     "PAYMENT_PLATFORM",
     "TOKEN_DECIMALS",
@@ -94,15 +100,11 @@ __all__ = [
     "DaemonUnauthorized",
     "DaemonUnreachable",
     "ExeUnit",
-    "GsbBus",
-    "GsbCallError",
-    "GsbClosed",
-    "GsbError",
-    "GsbProtocolError",
-    "GsbRegisterError",
     "LocalChain",
     "LocalChainError",
+    "NamespacesUnavailable",
     "NodeIdentity",
+    "PrivateNetwork",
     "RestPortError",
     "RestProviderPort",
     "SentDocument",
@@ -119,7 +121,7 @@ __all__ = [
     "find_yagna_binary",
     "from_base_units",
     "load_token_artifact",
-    "open_gsb",
+    "namespaces_problem",
     "open_yagna_localnet",
     "provider_client",
     "to_base_units",

@@ -1,20 +1,23 @@
-"""LocalNet on the real yagna daemon: the same simulated providers, a real daemon in between.
+"""LocalNet on the real yagna daemon: the same simulated providers, real daemons in between.
 
-:func:`open_yagna_localnet` starts a local chain (anvil) and a real ``yagna`` (PyPI
-``golem-node``) offline on loopback with one provider identity per simulated provider, then
-runs, for each provider:
+:func:`open_yagna_localnet` starts a local chain (anvil) and real ``yagna`` daemons (PyPI
+``golem-node``), offline, with one provider identity per simulated provider. On two nodes
+(the default) the requestor's identity and the providers' live on two daemons that meet on a
+central net through a third, the hub, all inside a private network namespace
+(:class:`~._netns.PrivateNetwork`); on one node a single daemon on loopback holds them all.
+Then it runs, for each provider:
 
 * a :class:`~golem_trio.localnet.providers.ProviderAgent` (the provider model the emulator
   runs too: offers, negotiation, approval, billing, invoices) over
-  :class:`~._rest_port.RestProviderPort`, the daemon's provider REST API;
+  :class:`~._rest_port.RestProviderPort`, the providers' daemon's provider REST API;
 * an :class:`ActivityHost`, which follows the provider's activity events and starts an
-  :class:`~._exeunit.ExeUnit` on the daemon's service bus for each new activity, with the
+  :class:`~._exeunit.ExeUnit` on that daemon's service bus for each new activity, with the
   same runtimes as the emulator (scripted or local), and ends it when the activity is
   destroyed.
 
-The requestor talks to the daemon's REST API at :attr:`YagnaLocalNet.url` with
+The requestor talks to its daemon's REST API at :attr:`YagnaLocalNet.url` with
 :attr:`YagnaLocalNet.app_key`, as to any daemon. Payments are real: allocations, debit notes
-and invoices go through the daemon's erc20 driver to the local chain.
+and invoices go through the daemons' erc20 drivers to the local chain.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import httpx2
 import trio
 
+from ...gsb import GsbBus, open_gsb
 from ..providers import (
     ProviderAgent,
     ProviderSpec,
@@ -38,11 +42,11 @@ from ..providers import (
 )
 from ._chain import LocalChain
 from ._exeunit import ExeUnit
-from ._gsb import GsbBus, open_gsb
-from ._node import NodeIdentity, YagnaNode
+from ._netns import PrivateNetwork, namespaces_problem
+from ._node import HUB_ADDRESS, NodeIdentity, YagnaNode
 from ._rest_port import RestProviderPort, provider_client
 
-__all__ = ["ActivityHost", "YagnaLocalNet", "open_yagna_localnet"]
+__all__ = ["NODE_COUNTS", "ActivityHost", "YagnaLocalNet", "open_yagna_localnet"]
 
 logger = logging.getLogger("golem_trio.localnet.yagna")
 
@@ -143,17 +147,29 @@ class ActivityHost:
 
 @attrs.define(eq=False)
 class YagnaLocalNet:
-    """A running real-daemon LocalNet; get one from :func:`open_yagna_localnet`."""
+    """A running real-daemon LocalNet; get one from :func:`open_yagna_localnet`.
+
+    ``node`` is the requestor's daemon and ``provider_node`` the providers' (the same daemon
+    on one node); with two nodes, ``hub`` is the central net's hub and ``network`` the
+    private network namespace they all run in."""
 
     node: YagnaNode
+    provider_node: YagnaNode
     chain: LocalChain | None
-    agents: list[ProviderAgent]
-    ports: list[RestProviderPort]
-    hosts: list[ActivityHost]
+    agents: list[ProviderAgent] = attrs.field(factory=list)
+    ports: list[RestProviderPort] = attrs.field(factory=list)
+    hosts: list[ActivityHost] = attrs.field(factory=list)
+    hub: YagnaNode | None = None
+    network: PrivateNetwork | None = None
+
+    @property
+    def nodes(self) -> int:
+        """How many daemons hold identities: 1 or 2."""
+        return 1 if self.provider_node is self.node else 2
 
     @property
     def url(self) -> str:
-        """The daemon's REST root."""
+        """The requestor daemon's REST root."""
         return self.node.api_url
 
     @property
@@ -166,8 +182,20 @@ class YagnaLocalNet:
         return self.node.requestor_id
 
     @property
+    def gsb_url(self) -> str:
+        """The requestor daemon's service bus (where a requestor's gftp files are bound)."""
+        return self.node.gsb_url
+
+    @property
     def payment_platform(self) -> str | None:
         return self.node.payment_platform if self.chain is not None else None
+
+
+#: The ``nodes`` values :func:`open_yagna_localnet` takes.
+NODE_COUNTS: Final = (1, 2)
+
+#: Seconds allowed for stopping everything on the way out.
+STOP_BOUND: Final = 30.0
 
 
 @asynccontextmanager
@@ -176,32 +204,72 @@ async def open_yagna_localnet(
     *,
     runtime: RuntimeFactory | None = None,
     payments: bool = True,
+    nodes: int | None = None,
 ) -> AsyncIterator[YagnaLocalNet]:
-    """Start a local chain (with ``payments``) and a real daemon, and serve ``providers`` on
-    it until the block exits; then everything is stopped (by PID, even when cancelled).
+    """Start a local chain (with ``payments``) and real daemons, and serve ``providers`` on
+    them until the block exits; then everything is stopped (by PID, even when cancelled).
 
     ``runtime`` makes each activity's exe-unit work (default: a scripted runtime with no
-    scripts). Starting takes a few seconds (the daemon starts twice).
+    scripts). ``nodes`` defaults to two where a network namespace can be made (root, Linux,
+    ``unshare``/``nsenter``/``ip``; :func:`~._netns.namespaces_problem`), else one (logged).
+    ``nodes=1``: one daemon on loopback holds the requestor's
+    and the providers' identities (it starts twice); no root needed, but that daemon never
+    carries the exec event stream to the requestor and reports a requestor's termination on
+    the provider's copy of the agreement as the provider's (``docs/daemon-notes.md`` §10.7).
+    ``nodes=2``: the requestor's daemon and the providers'
+    daemon are two nodes of a central net, with a third daemon as its hub, all in a private
+    network namespace (``_netns.py``; needs root: else
+    :class:`~._netns.NamespacesUnavailable`); the REST APIs and the chain listen on the
+    namespace's address, which the host reaches. Starting takes about five seconds on one
+    node, about six on two.
+
+    Raises:
+        ValueError: no providers, or ``nodes`` not in :data:`NODE_COUNTS`.
+        NamespacesUnavailable: ``nodes=2`` where a network namespace cannot be made.
+        YagnaNodeError, LocalChainError: a daemon or the chain did not start.
+
+    Cancellation: starting and stopping run in worker threads; whatever started is stopped
+    (shielded, bounded) however the block ends.
     """
     if not providers:
         raise ValueError("at least one provider is needed")
+    if nodes is None:
+        problem = namespaces_problem()
+        nodes = 2 if problem is None else 1
+        if problem is not None:
+            logger.info("LocalNet on one yagna node: %s", problem)
+    if nodes not in NODE_COUNTS:
+        raise ValueError(f"nodes must be 1 or 2, got {nodes!r}")
     runtime = runtime or scripted_runtime_factory()
+    network: PrivateNetwork | None = None
     chain: LocalChain | None = None
-    node: YagnaNode | None = None
+    started: list[YagnaNode] = []  # stopped in reverse: the nodes, then the hub
     try:
+        # Each piece is made here and started in a worker thread, so that one whose start is
+        # cancelled or fails half-way is still stopped below.
+        if nodes == 2:
+            network = PrivateNetwork()
+            await trio.to_thread.run_sync(network.__enter__)
         if payments:
-            chain = await trio.to_thread.run_sync(LocalChain.start)
-        started_chain = chain
-        node = await trio.to_thread.run_sync(
-            lambda: YagnaNode.start(chain=started_chain, providers=len(providers))
-        )
-        net = YagnaLocalNet(node, chain, [], [], [])
-        async with open_gsb(node.gsb_url, name="golem-trio-localnet") as bus:
-            clients = [provider_client(node.api_url, p.app_key) for p in node.providers]
+            chain = LocalChain(network=network)
+            await trio.to_thread.run_sync(chain.__enter__)
+            # Deployed once, before two nodes start side by side and would both deploy it.
+            await trio.to_thread.run_sync(chain.ensure_token)
+        if network is None:
+            node = await _start_node(started, chain=chain, providers=len(providers))
+            provider_node = node
+            net = YagnaLocalNet(node, provider_node, chain)
+        else:
+            net = await _start_two_nodes(started, network, chain, len(providers))
+            node, provider_node = net.node, net.provider_node
+        async with open_gsb(provider_node.gsb_url, name="golem-trio-localnet") as bus:
+            clients = [
+                provider_client(provider_node.api_url, p.app_key) for p in provider_node.providers
+            ]
             try:
                 async with trio.open_nursery() as nursery:
                     for spec, identity, client in zip(
-                        providers, node.providers, clients, strict=True
+                        providers, provider_node.providers, clients, strict=True
                     ):
                         port = RestProviderPort(client, identity.node_id)
                         agent = ProviderAgent(spec, identity.node_id, port, _wall_now, None)
@@ -220,8 +288,43 @@ async def open_yagna_localnet(
                     for client in clients:
                         await client.aclose()
     finally:
-        with trio.move_on_after(30, shield=True):
-            if node is not None:
-                await trio.to_thread.run_sync(node.stop)
+        with trio.move_on_after(STOP_BOUND, shield=True):
+            # The nodes first (side by side), then the hub they lean on, the chain and the
+            # namespace, which goes with its last process.
+            async with trio.open_nursery() as stopping:
+                for daemon in started:
+                    if daemon.role != "hub":
+                        stopping.start_soon(trio.to_thread.run_sync, daemon.stop)
+            for daemon in started:
+                await trio.to_thread.run_sync(daemon.stop)
             if chain is not None:
                 await trio.to_thread.run_sync(chain.stop)
+            if network is not None:
+                await trio.to_thread.run_sync(network.stop)
+
+
+async def _start_node(started: list[YagnaNode], **options: Any) -> YagnaNode:
+    """Start one daemon in a worker thread; it joins ``started`` as soon as it exists, so that
+    a start cancelled or failing half-way is still stopped."""
+    node = YagnaNode(**options)
+    started.append(node)
+    await trio.to_thread.run_sync(node.__enter__)
+    return node
+
+
+async def _start_two_nodes(
+    started: list[YagnaNode], network: PrivateNetwork, chain: LocalChain | None, providers: int
+) -> YagnaLocalNet:
+    """The hub, then the requestor's and the providers' nodes side by side."""
+    await _start_node(started, role="hub", network=network)
+    hub = started[-1]
+    common: dict[str, Any] = {"network": network, "hub": HUB_ADDRESS, "chain": chain}
+    found: dict[str, YagnaNode] = {}
+
+    async def start(role: str, count: int) -> None:
+        found[role] = await _start_node(started, role=role, providers=count, **common)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(start, "requestor", 0)
+        nursery.start_soon(start, "providers", providers)
+    return YagnaLocalNet(found["requestor"], found["providers"], chain, hub=hub, network=network)

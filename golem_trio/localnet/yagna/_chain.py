@@ -42,20 +42,21 @@ import tempfile
 import time
 from collections.abc import Mapping
 from decimal import Decimal
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import attrs
 import httpx2
 
 from ._process import (
     LOOPBACK,
-    cancel_stop_at_exit,
+    Started,
     passthrough_env,
     spawn_process_group,
-    stop_at_exit,
     stop_process_group,
 )
+
+if TYPE_CHECKING:
+    from ._netns import PrivateNetwork
 
 __all__ = [
     "ANVIL_ENV_VAR",
@@ -251,7 +252,7 @@ def _word(value: int | str) -> str:
     return f"{value:064x}"
 
 
-class LocalChain:
+class LocalChain(Started):
     """``anvil`` on a free loopback port, with helpers for the test token.
 
     Use it as a context manager, ``with LocalChain(...) as chain:`` (starts on entry) or
@@ -266,7 +267,12 @@ class LocalChain:
         stop_timeout: seconds allowed for a graceful stop before SIGKILL.
         rpc_timeout: seconds allowed for each JSON-RPC call, and for each receipt.
         base_dir: where to create the temporary folder (log).
+        network: a private network namespace to run in (two-node LocalNet): anvil then
+            listens on the namespace's address, which the host and the namespace's daemons
+            both reach; by default it listens on the host's loopback.
     """
+
+    error = LocalChainError
 
     def __init__(
         self,
@@ -278,7 +284,10 @@ class LocalChain:
         stop_timeout: float = 5.0,
         rpc_timeout: float = 10.0,
         base_dir: pathlib.Path | str | None = None,
+        network: PrivateNetwork | None = None,
     ) -> None:
+        self._network = network
+        self._host = LOOPBACK if network is None else network.address
         self._binary = pathlib.Path(binary) if binary is not None else find_anvil_binary()
         self._chain_id = chain_id
         self._block_time = block_time
@@ -295,8 +304,7 @@ class LocalChain:
         self._token: str | None = None
         self._artifact: TokenArtifact | None = None
         self._request_id = 0
-        self._started = False
-        self._closed = False
+        super().__init__()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -311,6 +319,7 @@ class LocalChain:
         stop_timeout: float = 5.0,
         rpc_timeout: float = 10.0,
         base_dir: pathlib.Path | str | None = None,
+        network: PrivateNetwork | None = None,
     ) -> Self:
         """Create a chain and start it; use it in a ``with`` block (or call :meth:`stop`)."""
         chain = cls(
@@ -321,32 +330,13 @@ class LocalChain:
             stop_timeout=stop_timeout,
             rpc_timeout=rpc_timeout,
             base_dir=base_dir,
+            network=network,
         )
         chain._boot()
         return chain
 
-    def __enter__(self) -> Self:
-        if self._closed:
-            raise LocalChainError("this LocalChain was stopped; create a new one")
-        if not self._started:
-            self._boot()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def _boot(self) -> None:
-        if self._closed:
-            raise LocalChainError("this LocalChain was stopped; create a new one")
-        if self._started:
-            raise LocalChainError("this LocalChain is already started")
-        self._started = True
-        stop_at_exit(self.stop)
+        self._claim_start()
         try:
             self._dir = pathlib.Path(tempfile.mkdtemp(prefix="anvil-", dir=self._base_dir))
             self._spawn()
@@ -366,10 +356,8 @@ class LocalChain:
 
     def stop(self) -> None:
         """Stop ``anvil`` (whole process group) and remove its folder. Idempotent."""
-        if self._closed:
+        if not self._claim_stop():
             return
-        self._closed = True
-        cancel_stop_at_exit(self.stop)
         try:
             if self._client is not None:
                 self._client.close()
@@ -383,7 +371,7 @@ class LocalChain:
         cmd = [
             str(self._binary),
             "--host",
-            LOOPBACK,
+            self._host,
             "--port",
             "0",  # anvil picks a free port and logs it: no race with other processes
             "--chain-id",
@@ -391,6 +379,8 @@ class LocalChain:
             "--block-time",
             str(self._block_time),
         ]
+        if self._network is not None:
+            cmd = self._network.command(cmd)
         with self.log_path.open("ab") as log:
             self._proc = spawn_process_group(cmd, env=passthrough_env(), cwd=self._dir, log=log)
 
@@ -422,10 +412,11 @@ class LocalChain:
 
     @property
     def rpc_url(self) -> str:
-        """The JSON-RPC endpoint, e.g. ``http://127.0.0.1:40123``."""
+        """The JSON-RPC endpoint, e.g. ``http://127.0.0.1:40123`` (in a private network: on
+        the namespace's address)."""
         if self._port is None:
             raise LocalChainError("the chain is not started")
-        return f"http://{LOOPBACK}:{self._port}"
+        return f"http://{self._host}:{self._port}"
 
     @property
     def chain_id(self) -> int:

@@ -10,6 +10,13 @@ changes go to the daemon with ``/local/activity/SetActivityState``, and usage is
 ``/local/activity/SetActivityUsage`` every couple of seconds, which also keeps the daemon's
 watchdog from declaring the activity unresponsive.
 
+A ``transfer`` with a ``gftp://`` side is carried out here, not by the runtime: the file is
+fetched from (or delivered to) the requestor's node through this daemon's bus, as
+``/net/<node id>/gftp/<name>`` (:func:`golem_trio.gsb.gftp_fetch`,
+:func:`golem_trio.gsb.gftp_deliver`), chunked and hash-checked, into the runtime's own files
+when it has them (``container_file``, the local runtime) or else into a scratch folder of the
+exe-unit's, within the runtime's size cap and time limit. Other URLs go to the runtime.
+
 Replies are serde ``Result`` values: ``{"Ok": value}`` or ``{"Err": error}``, where the error is
 the daemon's ``RpcMessageError`` with camelCase variants (``{"notFound": "..."}``,
 ``{"badRequest": "..."}``, the unit variant ``"timeout"``).
@@ -26,12 +33,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import trio
 
+from ...gsb import GsbBus, GsbClosed, GsbError, gftp_deliver, gftp_fetch
 from ..emulator import (
     ALLOWED,
     NEXT_STATE,
@@ -43,7 +55,6 @@ from ..emulator import (
     format_event_time,
 )
 from ..providers import CommandOutcome, RuntimeContext, RuntimeFactory, RuntimeFailure
-from ._gsb import GsbBus, GsbClosed, GsbError
 
 __all__ = ["ExeUnit", "exeunit_service_id"]
 
@@ -55,6 +66,10 @@ USAGE_INTERVAL: Final = 2.0
 REPORT_BOUND: Final = 10.0
 #: Seconds that unregistering and terminating may take when the exe-unit stops.
 STOP_BOUND: Final = 5.0
+
+#: Size cap and time limit of one gftp transfer when the runtime states none.
+GFTP_TRANSFER_LIMIT: Final = 1 << 30
+GFTP_TRANSFER_TIMEOUT: Final = 300.0
 
 STATE_SERVICE: Final = "/local/activity/SetActivityState"
 USAGE_SERVICE: Final = "/local/activity/SetActivityUsage"
@@ -113,6 +128,8 @@ class ExeUnit:
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
         self._runtime_ended = False
+        #: Where activity files live for a runtime without files of its own (gftp only).
+        self._scratch: Path | None = None
 
     def __repr__(self) -> str:
         return f"ExeUnit({self.activity_id!r}, state={self.state.value})"
@@ -165,6 +182,7 @@ class ExeUnit:
                 finally:
                     with trio.move_on_after(STOP_BOUND, shield=True):
                         await self._unregister()
+                        await self._drop_scratch()
             finally:
                 self.bus.unserve(self.service_id)
                 nursery.cancel_scope.cancel()
@@ -201,6 +219,7 @@ class ExeUnit:
             return
         self._runtime_ended = True
         await self.runtime.terminate()
+        await self._drop_scratch()
 
     # --- reports to the daemon -------------------------------------------------------------------
 
@@ -388,7 +407,98 @@ class ExeUnit:
     async def _execute(
         self, name: str, body: Mapping[str, Any]
     ) -> tuple[CommandOutcome | None, Json]:
+        if name == "transfer" and any(
+            str(body.get(side, "")).startswith("gftp://") for side in ("from", "to")
+        ):
+            return await self._gftp_transfer(str(body.get("from", "")), str(body.get("to", ""))), {}
         return await execute_command(self.runtime, name, body)
+
+    # --- gftp transfers --------------------------------------------------------------------------
+
+    async def _gftp_transfer(self, source: str, destination: str) -> CommandOutcome:
+        """Fetch a ``gftp://`` source into the activity, or deliver an activity file to a
+        ``gftp://`` destination, through the provider daemon's bus as a real exe-unit does;
+        failures raise :class:`RuntimeFailure`. No partial file remains after a failure or a
+        cancellation."""
+        download = source.startswith("gftp://")
+        if download == destination.startswith("gftp://"):
+            await trio.lowlevel.checkpoint()
+            raise RuntimeFailure(
+                f"transfer {source!r} -> {destination!r}: exactly one side must be gftp://"
+            )
+        local = destination if download else source
+        path, limit, timeout = await self._local_file(local)
+        what = f"transfer {source!r} -> {destination!r}"
+        try:
+            with trio.fail_after(timeout):
+                if download:
+                    await self._gftp_download(source, path, limit)
+                else:
+                    await self._gftp_upload(path, destination, limit)
+        except trio.TooSlowError:
+            raise RuntimeFailure(f"{what}: time limit exceeded") from None
+        except (GsbError, OSError) as exc:
+            raise RuntimeFailure(f"{what}: {exc}") from exc
+        if not callable(getattr(self.runtime, "container_file", None)):
+            await self.runtime.transfer(source, destination)  # the runtime records it
+        return CommandOutcome()
+
+    async def _local_file(self, url: str) -> tuple[Path, int, float]:
+        """The host path of activity file ``url``, the size cap and the time limit: the
+        runtime's own files when it has them (``container_file``), else a scratch folder of
+        this exe-unit's."""
+        await trio.lowlevel.checkpoint()
+        finder = getattr(self.runtime, "container_file", None)
+        if callable(finder):
+            path = finder(url)
+            config = getattr(self.runtime, "config", None)
+            limit = getattr(config, "max_transfer_bytes", GFTP_TRANSFER_LIMIT)
+            timeout = getattr(config, "transfer_timeout", GFTP_TRANSFER_TIMEOUT)
+            return Path(path), int(limit), float(timeout)
+        inside = url[len("container:") :] if url.startswith("container:") else url
+        parts = [p for p in inside.split("/") if p not in ("", ".")]
+        if not inside.startswith("/") or "://" in url or ".." in parts or not parts:
+            raise RuntimeFailure(f"{url!r}: not a file of the activity")
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="golem-trio-exeunit-"))
+        return self._scratch.joinpath(*parts), GFTP_TRANSFER_LIMIT, GFTP_TRANSFER_TIMEOUT
+
+    async def _gftp_download(self, url: str, path: Path, limit: int) -> None:
+        part = path.with_name(f".{path.name}.gftp-part")
+        await trio.Path(path.parent).mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = await trio.to_thread.run_sync(os.open, part, flags, 0o644)
+        file = trio.wrap_file(os.fdopen(fd, "wb"))
+        done = False
+        try:
+            await gftp_fetch(self.bus, url, file.write, max_bytes=limit)
+            done = True
+        finally:
+            with trio.move_on_after(STOP_BOUND, shield=True):
+                await file.aclose()
+                if done:
+                    await trio.Path(part).replace(path)
+                else:
+                    await trio.Path(part).unlink(missing_ok=True)
+
+    async def _gftp_upload(self, path: Path, url: str, limit: int) -> None:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = await trio.to_thread.run_sync(os.open, path, flags)
+        file = trio.wrap_file(os.fdopen(fd, "rb"))
+        try:
+            if os.fstat(fd).st_size > limit:
+                raise RuntimeFailure(f"{path.name}: larger than the transfer cap")
+            await gftp_deliver(self.bus, url, file.read)
+        finally:
+            with trio.move_on_after(STOP_BOUND, shield=True):
+                await file.aclose()
+
+    async def _drop_scratch(self) -> None:
+        scratch, self._scratch = self._scratch, None
+        if scratch is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await trio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
 
     async def _batch_results(self, payload: Mapping[str, Any]) -> Json:
         batch = self.batches.get(str(payload.get("batchId")))

@@ -38,6 +38,20 @@ The hybrid net learns the set of local identities when it starts, so the
 daemon is started once, the provider identity is created, and the daemon is
 restarted; after that, calls between the two identities stay on the local bus.
 
+Two nodes: one daemon hosting both sides never forwards the exec event stream to the
+exe-unit and reports a requestor's termination on the provider's copy of the agreement
+(``docs/daemon-notes.md`` §10.7). With ``role=`` a node holds one side only, and three nodes
+in one private network namespace (``network=``, see ``_netns.py``) make a central net::
+
+    hub = YagnaNode.start(role="hub", network=network)           # bus router at HUB_ADDRESS
+    requestor = YagnaNode.start(role="requestor", network=network, hub=HUB_ADDRESS, chain=chain)
+    providers = YagnaNode.start(role="providers", providers=2, network=network, hub=HUB_ADDRESS,
+                                chain=chain)
+
+Inside a namespace the REST API listens on the namespace's address (reachable from the host
+over its veth pair), the net socket and the sinks stay on the namespace's loopback, and the
+unix-socket bus in the data directory is reached from the host as usual.
+
 This module is synchronous and uses only the standard library and ``attrs``.
 It is POSIX-only (process groups and signals).
 """
@@ -57,32 +71,34 @@ import sysconfig
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from decimal import Decimal
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import attrs
 
 from ._process import (
     LOOPBACK,
-    cancel_stop_at_exit,
+    Started,
     passthrough_env,
     spawn_process_group,
-    stop_at_exit,
     stop_process_group,
 )
 
 if TYPE_CHECKING:
     from ._chain import LocalChain
+    from ._netns import PrivateNetwork
 
 __all__ = [
+    "HUB_ADDRESS",
     "INSTALL_HINT",
     "PAYMENT_NETWORK",
     "PAYMENT_PLATFORM",
     "YAGNA_VERSION",
     "NodeIdentity",
+    "NodeRole",
     "YagnaNode",
     "YagnaNodeError",
     "YagnaNotInstalled",
@@ -159,6 +175,15 @@ verify-interval-secs = 300
 allowed-head-behind-secs = 120
 """
 _PAYMENT_CONFIG_LOADED: Final = b"Config file loaded successfully"
+
+HUB_ADDRESS: Final = f"{LOOPBACK}:7464"
+"""Where a hub's bus router listens inside a private network, and where central-net nodes
+connect: the daemon takes a hub port of at most four digits (hence the private namespace)."""
+
+NodeRole = Literal["both", "requestor", "providers", "hub"]
+"""What a :class:`YagnaNode` holds: ``both`` the requestor and the provider identities (one
+node plays both sides), ``requestor`` or ``providers`` one side of a two-node network, ``hub``
+nothing (it only routes the bus of a central net)."""
 
 _REQUESTOR_KEY_NAME: Final = "requestor"
 _PROVIDER_ALIAS: Final = "prov"
@@ -247,8 +272,9 @@ def _hold_port(kind: socket.SocketKind) -> socket.socket:
     return sock
 
 
-class YagnaNode:
-    """A real ``yagna`` daemon with a requestor and a provider identity.
+class YagnaNode(Started):
+    """A real ``yagna`` daemon with a requestor and provider identities (or, with ``role``,
+    one side of a two-node network, or its hub).
 
     Use it as a context manager, either ``with YagnaNode(...) as node:`` (starts
     on entry) or ``with YagnaNode.start(...) as node:`` (already started). On
@@ -270,7 +296,20 @@ class YagnaNode:
             default payments are off, since every RPC endpoint is unreachable.
         requestor_tglm: tokens minted for the requestor when ``chain`` is given.
         requestor_eth: ether (for gas) given to the requestor when ``chain`` is given.
+        providers: how many provider identities to make (each with its own app key).
+        role: which identities the node holds (:data:`NodeRole`). ``both`` (the default) is
+            one daemon on the hybrid net playing both sides: the default identity is the
+            requestor. ``requestor`` holds only that; ``providers`` only the provider
+            identities (the first is the default identity); ``hub`` none: its bus router
+            listens at :data:`HUB_ADDRESS` (inside ``network``) for central-net nodes.
+        network: a private network namespace to run in (see ``_netns.py``): the REST API
+            then listens on the namespace's address, reachable from the host.
+        hub: the hub to join on a central net (``host:port``, port of at most four
+            digits), for the ``requestor`` and ``providers`` roles; ``None``: the hybrid
+            net, on its own.
     """
+
+    error = YagnaNodeError
 
     def __init__(
         self,
@@ -286,9 +325,25 @@ class YagnaNode:
         requestor_tglm: Decimal | int | str = 1000,
         requestor_eth: Decimal | int | str = 10,
         providers: int = 1,
+        role: NodeRole = "both",
+        network: PrivateNetwork | None = None,
+        hub: str | None = None,
     ) -> None:
-        if providers < 1:
+        if role not in ("both", "requestor", "providers", "hub"):
+            raise ValueError(f"unknown role {role!r}")
+        if role in ("both", "providers") and providers < 1:
             raise ValueError(f"providers must be >= 1, got {providers}")
+        if role in ("requestor", "hub"):
+            providers = 0
+        if (hub is not None) != (role in ("requestor", "providers")):
+            raise ValueError(
+                "a hub is joined by the requestor and providers roles, and only by them"
+            )
+        if role == "hub" and network is None:
+            raise ValueError("a hub runs inside a private network (network=)")
+        self._role: NodeRole = role
+        self._network = network
+        self._hub = hub
         self._provider_count = providers
         self._binary = pathlib.Path(binary) if binary is not None else find_yagna_binary()
         self._startup_timeout = startup_timeout
@@ -310,8 +365,7 @@ class YagnaNode:
         self._requestor: NodeIdentity | None = None
         self._provider: NodeIdentity | None = None
         self._providers: list[NodeIdentity] = []
-        self._started = False
-        self._closed = False
+        super().__init__()
         self._startup_seconds: float | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -331,11 +385,15 @@ class YagnaNode:
         requestor_tglm: Decimal | int | str = 1000,
         requestor_eth: Decimal | int | str = 10,
         providers: int = 1,
+        role: NodeRole = "both",
+        network: PrivateNetwork | None = None,
+        hub: str | None = None,
     ) -> Self:
         """Create a node and start it; use the result in a ``with`` block (or call :meth:`stop`).
 
         ``providers`` provider identities are made (each with its own app key), all local to
-        the daemon, so one daemon can host that many simulated providers."""
+        the daemon, so one daemon can host that many simulated providers. ``role``,
+        ``network`` and ``hub`` make it one node of a two-node network (see the class)."""
         node = cls(
             binary=binary,
             startup_timeout=startup_timeout,
@@ -348,41 +406,28 @@ class YagnaNode:
             requestor_tglm=requestor_tglm,
             requestor_eth=requestor_eth,
             providers=providers,
+            role=role,
+            network=network,
+            hub=hub,
         )
         node._boot()
         return node
 
-    def __enter__(self) -> Self:
-        if self._closed:
-            raise YagnaNodeError("this YagnaNode was stopped; create a new one")
-        if not self._started:
-            self._boot()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def _boot(self) -> None:
-        if self._closed:
-            raise YagnaNodeError("this YagnaNode was stopped; create a new one")
-        if self._started:
-            raise YagnaNodeError("this YagnaNode is already started")
-        self._started = True
         began = time.monotonic()
-        stop_at_exit(self.stop)
+        self._claim_start()
         try:
             if self._chain is not None:
                 self._chain.ensure_token()
             self._prepare()
             self._launch_first()
             self._create_identities()
-            self._stop_daemon()
-            self._launch_and_wait()
+            # The net learns the node's identities when it starts: the hybrid net keeps the
+            # set of local ones, a central net binds each on the hub. The default identity
+            # exists from the first start; any other one needs a second.
+            if self._role == "both" or self._provider_count > 1:
+                self._stop_daemon()
+                self._launch_and_wait()
             self._check_identities()
             if self._chain is not None:
                 self._init_payments(self._chain)
@@ -396,10 +441,8 @@ class YagnaNode:
 
         Idempotent; safe to call from ``finally`` blocks and at interpreter exit.
         """
-        if self._closed:
+        if not self._claim_stop():
             return
-        self._closed = True
-        cancel_stop_at_exit(self.stop)
         try:
             self._stop_daemon()
         finally:
@@ -425,26 +468,45 @@ class YagnaNode:
     @property
     def api_url(self) -> str:
         """Root URL of the REST API, e.g. ``http://127.0.0.1:40123`` (no trailing slash)."""
-        return f"http://{LOOPBACK}:{self._require_ports().api}"
+        return f"http://{self.host}:{self._require_ports().api}"
+
+    @property
+    def host(self) -> str:
+        """The address the REST API listens on: loopback, or the private network's address."""
+        return LOOPBACK if self._network is None else self._network.address
+
+    @property
+    def role(self) -> NodeRole:
+        return self._role
+
+    @property
+    def network(self) -> PrivateNetwork | None:
+        """The private network namespace the daemon runs in, if any."""
+        return self._network
 
     @property
     def requestor(self) -> NodeIdentity:
         """The default identity, with the app key named ``requestor``."""
         if self._requestor is None:
+            if self._started and self._role in ("providers", "hub"):
+                raise YagnaNodeError(f"a {self._role} node holds no requestor identity")
             raise YagnaNodeError("the node is not started")
         return self._requestor
 
     @property
     def provider(self) -> NodeIdentity:
-        """The second identity (alias ``prov``), with the app key named ``provider``."""
+        """The first provider identity (alias ``prov``), with the app key named ``provider``."""
         if self._provider is None:
+            if self._started and self._role in ("requestor", "hub"):
+                raise YagnaNodeError(f"a {self._role} node holds no provider identity")
             raise YagnaNodeError("the node is not started")
         return self._provider
 
     @property
     def providers(self) -> list[NodeIdentity]:
-        """Every provider identity (the first is :attr:`provider`)."""
-        if not self._providers:
+        """Every provider identity (the first is :attr:`provider`); none on a requestor or
+        hub node."""
+        if not self._started:
             raise YagnaNodeError("the node is not started")
         return list(self._providers)
 
@@ -494,6 +556,10 @@ class YagnaNode:
 
     @property
     def gsb_url(self) -> str:
+        """The daemon's service bus: a unix socket in :attr:`data_dir` (reachable from the
+        host's namespace too), or for a hub ``tcp://`` :data:`HUB_ADDRESS` inside its network."""
+        if self._role == "hub":
+            return f"tcp://{HUB_ADDRESS}"
         return f"unix:{self.data_dir / 'yagna.sock'}"
 
     @property
@@ -530,7 +596,7 @@ class YagnaNode:
             state = "running"
         else:
             state = "not running"
-        parts = [f"state={state!r}"]
+        parts = [f"state={state!r}", f"role={self._role!r}"]
         if self._ports is not None:
             parts.append(f"api_url={self.api_url!r}")
         if self._requestor is not None:
@@ -664,12 +730,18 @@ class YagnaNode:
         ports = self._require_ports()
         data_dir = self.data_dir
         sink_url = f"http://{LOOPBACK}:{ports.sink}"
+        # Everything the daemon may reach goes direct: loopback, and in a private network its
+        # address (where the chain listens); the rest goes to the sink, refused.
+        direct = dict.fromkeys([LOOPBACK, "localhost", "::1", self.host])
+        if self._chain is not None:
+            direct[urllib.parse.urlsplit(self._chain.rpc_url).hostname or LOOPBACK] = None
+        no_proxy = ",".join(direct)
         env = passthrough_env()
         env.update(
             {
                 "YAGNA_DATADIR": str(data_dir),
-                "GSB_URL": f"unix:{data_dir / 'yagna.sock'}",
-                "YAGNA_API_URL": f"http://{LOOPBACK}:{ports.api}",
+                "GSB_URL": self.gsb_url,
+                "YAGNA_API_URL": self.api_url,
                 "YA_NET_TYPE": "hybrid",
                 "YA_NET_RELAY_HOST": f"{LOOPBACK}:{ports.relay}",
                 "YA_NET_BIND_URL": f"udp://{LOOPBACK}:{ports.net_bind}",
@@ -688,10 +760,13 @@ class YagnaNode:
                 "http_proxy": sink_url,
                 "https_proxy": sink_url,
                 "all_proxy": sink_url,
-                "NO_PROXY": f"{LOOPBACK},localhost,::1",
-                "no_proxy": f"{LOOPBACK},localhost,::1",
+                "NO_PROXY": no_proxy,
+                "no_proxy": no_proxy,
             }
         )
+        if self._hub is not None:
+            env["YA_NET_TYPE"] = "central"
+            env["CENTRAL_NET_HOST"] = self._hub
         for network in PAYMENT_NETWORKS:
             env[f"{network.upper()}_GETH_ADDR"] = sink_url
         if self._chain is not None:
@@ -726,6 +801,8 @@ class YagnaNode:
         with self.log_path.open("ab") as log:
             log.write(f"\n===== starting: {' '.join(cmd)} =====\n".encode())
             log.flush()
+            if self._network is not None:
+                cmd = self._network.command(cmd)
             self._proc = spawn_process_group(cmd, env=self._env, cwd=self.data_dir, log=log)
 
     def _wait_until_answering(self) -> None:
@@ -754,14 +831,25 @@ class YagnaNode:
             time.sleep(_POLL_INTERVAL)
 
     def _create_identities(self) -> None:
-        requestor_key = self.cli_json("app-key", "create", _REQUESTOR_KEY_NAME)
-        default_id = self.cli_json("id", "show")
-        if not isinstance(requestor_key, str):
-            raise YagnaNodeError("`yagna app-key create --json` did not print a JSON string")
-        self._requestor = NodeIdentity(
-            node_id=_ok_node_id(default_id, "id show"), alias=None, app_key=requestor_key
+        if self._role == "hub":
+            return
+        default_key = self.cli_json(
+            "app-key",
+            "create",
+            _PROVIDER_KEY_NAME if self._role == "providers" else _REQUESTOR_KEY_NAME,
         )
-        for n in range(self._provider_count):
+        if not isinstance(default_key, str):
+            raise YagnaNodeError("`yagna app-key create --json` did not print a JSON string")
+        default_id = _ok_node_id(self.cli_json("id", "show"), "id show")
+        if self._role == "providers":
+            # A provider node's default identity is its first provider: one identity, one
+            # start (a central net binds the identities the node has when it starts).
+            self._providers.append(
+                NodeIdentity(node_id=default_id, alias=None, app_key=default_key)
+            )
+        else:
+            self._requestor = NodeIdentity(node_id=default_id, alias=None, app_key=default_key)
+        for n in range(len(self._providers), self._provider_count):
             suffix = "" if n == 0 else f"-{n + 1}"
             alias = _PROVIDER_ALIAS + suffix
             created = self.cli_json("id", "create", alias, "--no-password")
@@ -774,7 +862,7 @@ class YagnaNode:
             self._providers.append(
                 NodeIdentity(node_id=provider_id, alias=alias, app_key=provider_key)
             )
-        self._provider = self._providers[0]
+        self._provider = self._providers[0] if self._providers else None
 
     def _init_payments(self, chain: LocalChain) -> None:
         """Fund the requestor and make both identities ready to pay and be paid."""
@@ -783,17 +871,19 @@ class YagnaNode:
                 f"the daemon did not load {self.data_dir / 'config-payments.toml'}\n"
                 f"{self.log_tail()}"
             )
-        if self._requestor_tglm:
-            chain.mint(self.requestor_id, self._requestor_tglm)
-        if self._requestor_eth:
-            chain.set_eth_balance(self.requestor_id, self._requestor_eth)
         network = ("--network", PAYMENT_NETWORK)
-        self.cli("payment", "init", "--sender", *network, "--account", self.requestor_id)
+        if self._requestor is not None:
+            if self._requestor_tglm:
+                chain.mint(self.requestor_id, self._requestor_tglm)
+            if self._requestor_eth:
+                chain.set_eth_balance(self.requestor_id, self._requestor_eth)
+            self.cli("payment", "init", "--sender", *network, "--account", self.requestor_id)
         for provider in self._providers:
             self.cli("payment", "init", "--receiver", *network, "--account", provider.node_id)
 
     def _check_identities(self) -> None:
-        for ident in (self.requestor, *self._providers):
+        identities = [*([self._requestor] if self._requestor else []), *self._providers]
+        for ident in identities:
             try:
                 me = self.get_json("/me", ident.app_key)
             except (OSError, ValueError) as exc:

@@ -45,12 +45,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Final
+from types import TracebackType
+from typing import IO, ClassVar, Final, Self
 
 __all__ = [
     "LIFELINE_GRACE",
     "LOOPBACK",
     "PASSTHROUGH_ENV",
+    "Started",
     "cancel_stop_at_exit",
     "parent_death_hook",
     "passthrough_env",
@@ -245,3 +247,56 @@ def stop_at_exit(stop: Callable[[], None]) -> None:
 def cancel_stop_at_exit(stop: Callable[[], None]) -> None:
     """Forget a ``stop`` registered with :func:`stop_at_exit` (it has run, or is running)."""
     atexit.unregister(stop)
+
+
+class Started:
+    """What starts once, is used in a ``with`` block and then stops for good: the chain, a
+    daemon, the private network. A subclass names its error (:attr:`error`), calls
+    :meth:`_claim_start` first thing when it boots and :meth:`_claim_stop` first thing when
+    it stops (idempotent), and is stopped at interpreter exit if its owner never did."""
+
+    #: Raised for a second start or a start after stopping.
+    error: ClassVar[type[Exception]] = RuntimeError
+
+    def __init__(self) -> None:
+        self._started = False
+        self._closed = False
+
+    def __enter__(self) -> Self:
+        if not self._started:
+            self._boot()
+        elif self._closed:
+            self._claim_start()  # raises: stopped
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _boot(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _claim_start(self) -> None:
+        """Mark it started (and to be stopped at exit); a stopped or started one raises."""
+        name = type(self).__name__
+        if self._closed:
+            raise self.error(f"this {name} was stopped; create a new one")
+        if self._started:
+            raise self.error(f"this {name} is already started")
+        self._started = True
+        stop_at_exit(self.stop)
+
+    def _claim_stop(self) -> bool:
+        """Mark it stopped; ``False`` when it was already (then there is nothing to do)."""
+        if self._closed:
+            return False
+        self._closed = True
+        cancel_stop_at_exit(self.stop)
+        return True

@@ -1,4 +1,4 @@
-"""The GSB wire codec (``golem_trio.localnet.yagna._gsb``): varints, packets, frames, payloads."""
+"""The GSB wire codec (``golem_trio.gsb``): varints, packets, frames, payloads."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from golem_trio.localnet.yagna import GsbError, GsbProtocolError, open_gsb
-from golem_trio.localnet.yagna._gsb import (
+from golem_trio.gsb import (
     MAX_FRAME,
     CallReply,
     CallRequest,
+    GsbError,
+    GsbProtocolError,
     Hello,
     Packet,
     Ping,
@@ -35,6 +36,7 @@ from golem_trio.localnet.yagna._gsb import (
     encode_packet,
     encode_payload,
     encode_varint,
+    open_gsb,
     read_frames,
 )
 
