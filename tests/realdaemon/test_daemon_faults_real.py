@@ -1,11 +1,13 @@
-"""A running cluster on the real daemon rides out the daemon misbehaving: the daemon's process
-stopped (``SIGSTOP``) for 20 s and continued, and a fault-injecting proxy
-(``tests/_fault_proxy.py``) in front of the daemon's REST API answering 503s, HTML pages,
-malformed JSON and 408s, refusing connections and stalling requests on every route for 30 s.
+"""A running cluster on the real daemon rides out its daemon misbehaving: the requestor's
+daemon stopped (``SIGSTOP``) for 20 s and continued, and a fault-injecting proxy
+(``tests/_fault_proxy.py``) in front of its REST API answering 503s, HTML pages, malformed
+JSON and 408s, refusing connections and stalling requests on every route for 30 s.
 
-The providers (REST agents and exe-units) talk to the daemon directly, so in the proxy test
-only the requestor sees the faults; in the ``SIGSTOP`` test both sides do, as on a machine
-whose daemon hangs. Real clock, payments on the local chain.
+The providers (REST agents and exe-units) talk to their daemon directly, so in the proxy test
+only the requestor sees the faults; in the ``SIGSTOP`` test the providers' documents and
+calls cannot reach the requestor's daemon either (on one node, where one daemon holds both
+sides, the providers lose their daemon too), as when a requestor's daemon hangs. Real clock,
+payments on the local chain.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import attrs
 import trio
 from _fault_proxy import FAULT_KINDS, open_fault_proxy
 
-from golem_trio import Golem, Service, vm
+from golem_trio import Cluster, Golem, Service, vm
 from golem_trio.events import (
     DaemonAvailable,
     DaemonUnavailable,
@@ -124,6 +126,41 @@ def _paid_once(watch: Watch, agreements: set[str], held: Counter[str]) -> None:
     assert {a: held[a] for a in agreements} == dict.fromkeys(agreements, 1), held
 
 
+def engine(net: YagnaLocalNet, api_url: str, watch: Watch) -> Golem:
+    """An engine for ``net``, talking to it at ``api_url`` (the daemon or a proxy)."""
+    return Golem(
+        budget=1.0,
+        api_config=ApiConfig(app_key=net.app_key, api_url=api_url),
+        handle_signals=False,
+        invoice_wait=30,
+        event_consumer=watch,
+    )
+
+
+async def start_idle(golem: Golem, n: int) -> tuple[Cluster[Idle], set[str]]:
+    """``n`` running :class:`Idle` instances, each past its echo, and their agreements."""
+    cluster = await golem.run_service(Idle, num_instances=n, expiration=expiration())
+    with trio.fail_after(90):
+        await cluster.wait_running()
+    agreements = {r.agreement.agreement_id for r in cluster.records if r.agreement}
+    assert len(agreements) == n
+    with trio.fail_after(30):
+        for service in cluster.instances:
+            await service.echoed.wait()
+    return cluster, agreements
+
+
+def _ended_well(watch: Watch, golem: Golem, agreements: set[str], held: Counter[str]) -> None:
+    """The engine left as asked, paid everything, once, and released its allocation."""
+    finished = watch.of(ServiceFinished)
+    assert {e.stop_code for e in finished} == {"GolemExit"}  # type: ignore[attr-defined]
+    report = golem.payment_report
+    assert report is not None
+    assert report.unpaid == ()
+    assert report.allocation_released
+    _paid_once(watch, agreements, held)
+
+
 async def test_a_cluster_survives_the_daemon_stopped_for_20_seconds() -> None:
     n = 3
     watch = Watch()
@@ -131,26 +168,10 @@ async def test_a_cluster_survives_the_daemon_stopped_for_20_seconds() -> None:
         async with real_net(n) as net:
             pid = net.node.pid
             assert pid is not None
-            config = ApiConfig(app_key=net.app_key, api_url=net.url)
             with use_resolver(StaticResolver()):
-                golem = Golem(
-                    budget=1.0,
-                    api_config=config,
-                    handle_signals=False,
-                    invoice_wait=30,
-                    event_consumer=watch,
-                )
+                golem = engine(net, net.url, watch)
                 async with golem:
-                    cluster = await golem.run_service(
-                        Idle, num_instances=n, expiration=expiration()
-                    )
-                    with trio.fail_after(60):
-                        await cluster.wait_running()
-                    agreements = {r.agreement.agreement_id for r in cluster.records if r.agreement}
-                    assert len(agreements) == n
-                    with trio.fail_after(30):
-                        for service in cluster.instances:
-                            await service.echoed.wait()
+                    cluster, agreements = await start_idle(golem, n)
                     os.kill(pid, signal.SIGSTOP)
                     try:
                         await trio.sleep(STOPPED)
@@ -165,13 +186,7 @@ async def test_a_cluster_survives_the_daemon_stopped_for_20_seconds() -> None:
                     noted = {e.agreement_id for e in later if isinstance(e, DebitNoteAccepted)}
                     assert noted == agreements
             held = await _invoice_statuses(net)
-    finished = watch.of(ServiceFinished)
-    assert {e.stop_code for e in finished} == {"GolemExit"}  # type: ignore[attr-defined]
-    report = golem.payment_report
-    assert report is not None
-    assert report.unpaid == ()
-    assert report.allocation_released
-    _paid_once(watch, agreements, held)
+    _ended_well(watch, golem, agreements, held)
 
 
 async def test_a_cluster_of_10_rides_out_a_misbehaving_real_daemon() -> None:
@@ -179,26 +194,10 @@ async def test_a_cluster_of_10_rides_out_a_misbehaving_real_daemon() -> None:
     watch = Watch()
     with trio.fail_after(FAULT_WINDOW + 180):
         async with real_net(n) as net, open_fault_proxy(net.url) as proxy:
-            config = ApiConfig(app_key=net.app_key, api_url=proxy.url)
             with use_resolver(StaticResolver()):
-                golem = Golem(
-                    budget=1.0,
-                    api_config=config,
-                    handle_signals=False,
-                    invoice_wait=30,
-                    event_consumer=watch,
-                )
+                golem = engine(net, proxy.url, watch)
                 async with golem:
-                    cluster = await golem.run_service(
-                        Idle, num_instances=n, expiration=expiration()
-                    )
-                    with trio.fail_after(90):
-                        await cluster.wait_running()
-                    agreements = {r.agreement.agreement_id for r in cluster.records if r.agreement}
-                    assert len(agreements) == n
-                    with trio.fail_after(30):
-                        for service in cluster.instances:
-                            await service.echoed.wait()
+                    cluster, agreements = await start_idle(golem, n)
                     async with proxy.window(FAULT_WINDOW, kinds=FAULT_KINDS):
                         pass
                     with trio.fail_after(30):
@@ -207,10 +206,4 @@ async def test_a_cluster_of_10_rides_out_a_misbehaving_real_daemon() -> None:
                     _survived(watch, list(cluster.records), agreements, n)
             held = await _invoice_statuses(net)
     assert set(proxy.injected) >= {"503", "malformed", "html"}, proxy.injected
-    finished = watch.of(ServiceFinished)
-    assert {e.stop_code for e in finished} == {"GolemExit"}  # type: ignore[attr-defined]
-    report = golem.payment_report
-    assert report is not None
-    assert report.unpaid == ()
-    assert report.allocation_released
-    _paid_once(watch, agreements, held)
+    _ended_well(watch, golem, agreements, held)

@@ -7,9 +7,7 @@ Each test starts its own daemon and chain (a few seconds) and runs on the real c
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import ROUND_DOWN, Decimal
@@ -22,10 +20,8 @@ import trio
 from golem_trio import Cluster, Golem, HealthCheck, Restart, RestartPolicy, Service, vm
 from golem_trio.events import AgreementTerminatedForBilling, InvoiceRejected
 from golem_trio.localnet import (
-    ImageStore,
     ProviderSpec,
     Reply,
-    discover_images,
     local_runtime_factory,
     scripted_runtime_factory,
 )
@@ -34,6 +30,8 @@ from golem_trio.market import StaticResolver, use_resolver
 from golem_trio.services import ActivityDied, AgreementLost, ProviderTerminated, RunFinished
 from golem_trio.work import CommandExecuted
 from golem_trio.yagna import ApiConfig, YagnaClient
+
+from ._guide import copy_guide
 
 HASH = "8b11df59f84358d47fc6776d0bb7290b0054c15ded2d6f54cf634488"
 DEADLINE = 120.0
@@ -229,18 +227,7 @@ async def test_a_dishonest_debit_note_is_not_paid_and_ends_the_agreement() -> No
 
 
 async def test_the_guides_simple_service_runs_on_the_real_daemon(tmp_path: Path) -> None:
-    # A copy of the example, so the plots it downloads beside itself land in tmp_path.
-    folder = tmp_path / "simple_service"
-    shutil.copytree(EXAMPLES / "simple_service", folder, ignore=shutil.ignore_patterns("*.png"))
-    spec = importlib.util.spec_from_file_location(
-        "guide_simple_service", folder / "simple_service.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    store = ImageStore()
-    discover_images(store, [folder])
+    guide = copy_guide(tmp_path, "guide_simple_service")
     specs = [ProviderSpec(name=f"yp{i}", tick=0.5) for i in range(2)]
     stats: list[str] = []
 
@@ -249,7 +236,7 @@ async def test_the_guides_simple_service_runs_on_the_real_daemon(tmp_path: Path)
             stats.append(event.stdout or "")
 
     with trio.fail_after(DEADLINE):
-        async with open_yagna_localnet(specs, runtime=local_runtime_factory(store)) as net:
+        async with open_yagna_localnet(specs, runtime=local_runtime_factory(guide.store)) as net:
             config = ApiConfig(app_key=net.app_key, api_url=net.url, gsb_url=net.gsb_url)
             with use_resolver(StaticResolver()):
                 golem = Golem(
@@ -257,16 +244,14 @@ async def test_the_guides_simple_service_runs_on_the_real_daemon(tmp_path: Path)
                 )
                 async with golem:
                     cluster = await golem.run_service(
-                        module.SimpleService, num_instances=2, expiration=expiration()
+                        guide.module.SimpleService, num_instances=2, expiration=expiration()
                     )
                     await cluster.wait_running()
                     await trio.sleep(12)
                     await cluster.stop()
     assert len(stats) >= 2
     assert all(json.loads(line)["count"] > 0 for line in stats)
-    plots = sorted(folder.glob("*.png"))
-    assert len(plots) >= 2
-    assert all(plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for plot in plots)
+    assert len(guide.plots()) >= 2
     for service in cluster.instances:
         assert service.instance.shutdown_ran
         assert not service.instance.shutdown_timed_out

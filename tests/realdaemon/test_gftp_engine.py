@@ -8,9 +8,7 @@ Each test starts its own daemon and chain and runs on the real clock.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import ROUND_DOWN, Decimal
@@ -26,9 +24,7 @@ import golem_trio.golem
 from golem_trio import Golem, Restart, RestartPolicy, Service, vm
 from golem_trio.gsb import GsbCallError, gftp_service_id, open_gsb, parse_gftp_url
 from golem_trio.localnet import (
-    ImageStore,
     ProviderSpec,
-    discover_images,
     local_runtime_factory,
     scripted_runtime_factory,
 )
@@ -37,6 +33,8 @@ from golem_trio.market import StaticResolver, VmPayload, use_resolver
 from golem_trio.services import RunFinished
 from golem_trio.work import GftpStorage, HttpStorage, TransferProgress, TransferUnavailable
 from golem_trio.yagna import ApiConfig
+
+from ._guide import copy_guide
 
 HASH = "8b11df59f84358d47fc6776d0bb7290b0054c15ded2d6f54cf634488"
 DEADLINE = 240.0
@@ -327,17 +325,7 @@ async def test_the_guides_simple_service_downloads_its_plots_through_gftp(
     """The guide's SimpleService, unchanged, in real sandboxes (the local runtime), on two
     nodes (the requestor's daemon and the provider's): its plots come back through gftp
     across the nodes, and no HTTP transfer server runs; the provider is paid on the chain."""
-    folder = tmp_path / "simple_service"
-    shutil.copytree(EXAMPLES / "simple_service", folder, ignore=shutil.ignore_patterns("*.png"))
-    spec = importlib.util.spec_from_file_location(
-        "guide_simple_service_gftp", folder / "simple_service.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    store = ImageStore()
-    discover_images(store, [folder])
+    guide = copy_guide(tmp_path, "guide_simple_service_gftp")
     opened: list[object] = []
 
     def no_http_storage(*args: Any, **kwargs: Any) -> Any:
@@ -348,7 +336,9 @@ async def test_the_guides_simple_service_downloads_its_plots_through_gftp(
     events: list[object] = []
     specs = [ProviderSpec(name="gftp-sandbox", tick=0.5)]
     with trio.fail_after(DEADLINE):
-        async with open_yagna_localnet(specs, runtime=local_runtime_factory(store), nodes=2) as net:
+        async with open_yagna_localnet(
+            specs, runtime=local_runtime_factory(guide.store), nodes=2
+        ) as net:
             assert net.node is not net.provider_node
             config = ApiConfig(app_key=net.app_key, api_url=net.url, gsb_url=net.gsb_url)
             with use_resolver(StaticResolver()):
@@ -360,7 +350,7 @@ async def test_the_guides_simple_service_downloads_its_plots_through_gftp(
                     transfer="gftp",
                 )
                 async with golem:
-                    cluster = await golem.run_service(module.SimpleService, num_instances=1)
+                    cluster = await golem.run_service(guide.module.SimpleService, num_instances=1)
                     await cluster.wait_running()
                     await trio.sleep(12)
                     await cluster.stop()
@@ -373,9 +363,8 @@ async def test_the_guides_simple_service_downloads_its_plots_through_gftp(
             assert agreement_id == service.instance.agreement.agreement_id
             await paid_on_chain(net, service.provider_id, amount)
     assert opened == []
-    plots = sorted(folder.glob("*.png"))
+    plots = guide.plots()
     assert plots
-    assert all(plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for plot in plots)
     finished = [
         e for e in events if isinstance(e, TransferProgress) and e.done == e.total is not None
     ]
