@@ -153,18 +153,6 @@ def test_spend_never_exceeds_the_budget_and_nothing_stops_while_it_fits(
     # and the signal fires at once, as below.)
     for now in range(0, 1800, 5):
         clock.now = float(now)
-        # The exhaustion wait: sleep until the deadline, fire if it is still due.
-        deadline = ledger._deadline(clock.now)
-        while deadline is not None and deadline < now + 5 and fired_at is None:
-            clock.now = max(deadline, clock.now)
-            deadline = ledger._deadline(clock.now)
-            if deadline is not None and deadline <= clock.now:
-                # It fires only when the exposure no longer fits a moment later.
-                assert ledger.exposure(clock.now + 1e-3) > ledger.limit
-                fired_at = clock.now
-        if fired_at is not None:
-            break
-        clock.now = float(now)
         for spec in plan:
             t = spec["terms"]
             if spec["start"] == now and t.agreement_id not in opened:
@@ -191,6 +179,18 @@ def test_spend_never_exceeds_the_budget_and_nothing_stops_while_it_fits(
                     continue  # refused: the agreement keeps its window until stopped
                 ledger.accepted(agreement_id, amount - spend.accepted, noted_at=clock.now)
                 state["noted"] = clock.now
+        # The exhaustion wait, until the next step: sleep until the deadline, fire if it is
+        # still due (after this step's agreements and notes, as the engine's wait runs on).
+        deadline = ledger._deadline(clock.now)
+        while deadline is not None and deadline < now + 5 and fired_at is None:
+            clock.now = max(deadline, clock.now)
+            deadline = ledger._deadline(clock.now)
+            if deadline is not None and deadline <= clock.now:
+                # It fires only when the exposure no longer fits a moment later.
+                assert ledger.exposure(clock.now + 1e-3) > ledger.limit
+                fired_at = clock.now
+        if fired_at is not None:
+            break
     # Stop everything at the signal (or at the end) within the allowance; each agreement is
     # invoiced the largest amount billing accepts for its end.
     stop = clock.now if fired_at is None else fired_at
