@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -134,3 +135,60 @@ async def test_provider_terminating_an_agreement_the_requestor_just_ended_is_a_n
             agreement_id, {"message": "late", "golem.provider.code": "Interrupted"}
         )
         assert net.market.agreements[agreement_id].terminator == "Requestor"
+
+
+class VanishingRequestor:
+    """A provider port on which every requestor's proposal and agreement is gone by the
+    time the provider answers (the demand was withdrawn, the agreement cancelled)."""
+
+    def __init__(self) -> None:
+        self.rounds = 0
+        self.tried: list[str] = []
+        self.served = trio.Event()
+
+    async def subscribe_offer(self, properties: Any, constraints: str) -> str:
+        await trio.lowlevel.checkpoint()
+        return "offer-1"
+
+    async def collect_demands(self, offer_id: str, wait: float) -> list[Any]:
+        await trio.lowlevel.checkpoint()
+        self.rounds += 1
+        if self.rounds == 1:
+            demand = {
+                "golem.srv.comp.expiration": int((NOW.timestamp() + 3600) * 1000),
+                ACCEPT_TIMEOUT: 120,
+            }
+            proposal = {"proposalId": "R-1", "properties": demand, "constraints": "()"}
+            return [{"eventType": "ProposalEvent", "proposal": proposal}]
+        if self.rounds == 2:
+            return [{"eventType": "AgreementEvent", "agreement": {"agreementId": "a-1"}}]
+        self.served.set()
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def counter_proposal(self, *args: Any) -> str:
+        await trio.lowlevel.checkpoint()
+        self.tried.append("counter")
+        raise RuntimeError("Subscription [R-1] wasn't found")
+
+    async def approve_agreement(self, agreement_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self.tried.append("approve")
+        raise RuntimeError("agreement a-1 was cancelled")
+
+
+async def test_a_provider_lives_on_when_the_requestor_withdraws_mid_answer() -> None:
+    from golem_trio.localnet.providers import ProviderAgent
+
+    port = VanishingRequestor()
+    spec = ProviderSpec(name="p", approval_delay=0.0)
+    agent = ProviderAgent(spec, NODE, port, lambda: NOW)  # type: ignore[arg-type]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(agent.run)
+            await port.served.wait()
+            await trio.sleep(0.1)  # the approval's task has run by now
+            nursery.cancel_scope.cancel()
+    assert port.tried == ["counter", "approve"]
+    assert agent.lives == {}
+    assert port.rounds == 3

@@ -370,6 +370,17 @@ class ProviderAgent:
                     continue
 
     async def _handle(self, event: Json, nursery: trio.Nursery) -> None:
+        try:
+            await self._answer(event, nursery)
+        except OfferGone:
+            raise
+        except Exception as exc:
+            # The requestor may have withdrawn its demand (or the proposal expired) while
+            # this provider answered; as a real provider, it lives on for the next one.
+            logger.info("provider %s: answering a proposal failed: %s", self.spec.name, exc)
+            await trio.lowlevel.checkpoint()
+
+    async def _answer(self, event: Json, nursery: trio.Nursery) -> None:
         assert self.offer_id is not None
         kind = event.get("eventType")
         if kind == "ProposalEvent":
@@ -407,7 +418,12 @@ class ProviderAgent:
             self.spec.name, agreement["agreementId"]
         ):
             return
-        await self.port.approve_agreement(agreement["agreementId"])
+        try:
+            await self.port.approve_agreement(agreement["agreementId"])
+        except Exception as exc:
+            # Cancelled or expired before the approval came: nothing to serve.
+            logger.info("provider %s: approving failed: %s", self.spec.name, exc)
+            return
         terms, expiration = agreed_terms(agreement)
         life = AgreementLife(self, agreement["agreementId"], terms, expiration)
         self.lives[life.agreement_id] = life
