@@ -12,7 +12,7 @@ Per N (a fresh LocalNet with N providers; one agreement per provider):
 * **time to running**: from calling ``run_service(num_instances=N)`` (the demand is published
   then) until ``cluster.wait_running(N)`` returns; agreements/s is N over that time.
 * **idle CPU** (N in ``--idle-at``): with every instance running (``run`` only sleeps, the
-  default health check probes every 10 s), ``time.process_time()`` over ``--idle-window``
+  default health check probes every 60 s), ``time.process_time()`` over ``--idle-window``
   seconds, per instance. The same is measured on an emulator-only baseline: a fresh LocalNet
   with N agreements and activities held by the raw ``YagnaClient`` (no SDK); the difference is
   what the SDK adds (its own work plus the emulator serving its requests).
@@ -373,7 +373,7 @@ def table(result: dict[str, Any]) -> str:
     if idle_rows:
         lines += [
             "",
-            "Idle running instances (run() sleeps; default health check every 10 s):",
+            "Idle running instances (run() sleeps; default health check every 60 s):",
             "",
             "| instances | CPU ms/s per instance: all | emulator-only baseline "
             "| difference (SDK + serving it) | heap KiB/instance: all | baseline "

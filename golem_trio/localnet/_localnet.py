@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -35,6 +36,7 @@ from .emulator import (
     NetClock,
     NodeIdentity,
     PaymentState,
+    RequestCounter,
     StreamAborted,
     VpnState,
     activity_routes,
@@ -273,6 +275,8 @@ class LocalNet:
         self.providers = providers
         self.faults = faults if faults is not None else Faults(FaultPlan())
         self.vpn = VpnState(daemon, activity)
+        #: The HTTP requests the daemon's app has served, by endpoint (handler name).
+        self.requests_served: Counter[str] = Counter()
         self.app: Starlette = build_app(
             daemon,
             [
@@ -283,7 +287,10 @@ class LocalNet:
                 *fault_routes(self.faults, daemon),
                 *ledger_routes(self),
             ],
-            middleware=[Middleware(DaemonFaultMiddleware, faults=self.faults)],
+            middleware=[
+                Middleware(RequestCounter, counts=self.requests_served),
+                Middleware(DaemonFaultMiddleware, faults=self.faults),
+            ],
         )
         self.url: str | None = None
 

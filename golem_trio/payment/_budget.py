@@ -181,6 +181,19 @@ class _Agreement:
         return self.closed_at is None and self.settled is None
 
 
+@attrs.frozen
+class _Plan:
+    """One exact plan of the exhaustion wait (see :meth:`BudgetLedger._plan`)."""
+
+    deadline: float | None
+    at: Decimal
+    value: Decimal
+    slope: Decimal
+    replans: int
+    grown_value: Decimal
+    grown_rate: Decimal
+
+
 def _default_clock() -> float:
     return trio.current_time()
 
@@ -235,6 +248,13 @@ class BudgetLedger:
         self._changed = trio.Event()
         self._exhausted = trio.Event()
         self._reason: ExhaustedReason | None = None
+        # What the exhaustion wait needs to skip exact plans (O(agreements) each): how many
+        # changes asked for a new plan, and running sums that bound, linearly in time, the
+        # exposure added since by new agreements and reservations (see ``_grew``).
+        self._replans = 0
+        self._grown_value = Decimal(0)
+        self._grown_rate = Decimal(0)
+        self._last_plan: _Plan | None = None
 
     # --- figures ---
 
@@ -351,8 +371,9 @@ class BudgetLedger:
         start = self._clock() if started_at is None else started_at
         if held is not None and started_at is None:
             start = min(start, held.started_at)
-        self._agreements[terms.agreement_id] = self._new(terms, start)
-        self._notify()
+        agreement = self._new(terms, start)
+        self._agreements[terms.agreement_id] = agreement
+        self._notify(grew=agreement)
 
     def exposure_of(self, terms: Terms) -> Decimal:
         """The worst-case exposure of one new agreement on ``terms``: what it may cost by its
@@ -375,7 +396,14 @@ class BudgetLedger:
         now = self._clock()
         with decimal.localcontext(_CONTEXT):
             new = self._new(terms, now)
-            return self._stop_cost(_dec(now), [*self._all(), new]) <= self.limit
+            at = _dec(now)
+            plan = self._last_plan
+            if plan is not None and plan.replans == self._replans and plan.at <= at:
+                # The bound of the last plan shows room: no need to sum every agreement.
+                value, rate = self._upper(plan)
+                if value + rate * at + self._cost(new, at) <= self.limit:
+                    return True
+            return self._stop_cost(at, [*self._all(), new]) <= self.limit
 
     def reserve(self, key: object, terms: Terms) -> bool:
         """Hold room for an agreement about to be signed on ``terms`` under ``key`` (replacing
@@ -383,15 +411,16 @@ class BudgetLedger:
         ``budget - margin``; returns whether it did. Never once the budget ran out."""
         self._reservations.pop(key, None)
         fits = self.fits(terms)
+        held = None
         if fits:
-            self._reservations[key] = self._new(terms, self._clock())
-        self._notify()
+            held = self._reservations[key] = self._new(terms, self._clock())
+        self._notify(grew=held, shrank=held is None)
         return fits
 
     def release(self, key: object) -> None:
         """Give up what ``key`` held (the agreement was not signed)."""
         if self._reservations.pop(key, None) is not None:
-            self._notify()
+            self._notify(shrank=True)
 
     @property
     def reservations(self) -> int:
@@ -517,20 +546,26 @@ class BudgetLedger:
         out, it has not, and a later wait picks up from the current figures.
         """
         await trio.lowlevel.checkpoint()
+        plan: _Plan | None = None
         while self._reason is None:
             changed = self._changed
             now = self._clock()
-            deadline = self._deadline(now)
-            if deadline is not None and deadline <= now:
-                self._fire(now)
-                break
-            if deadline is None:
+            # An exact plan costs O(agreements); after changes that only added agreements or
+            # reservations (a cluster starting), a bound says whether it is due yet.
+            wake_at = None if plan is None else self._replan_at(plan)
+            if wake_at is None or wake_at <= now:
+                plan = self._plan(now)
+                wake_at = plan.deadline
+                if wake_at is not None and wake_at <= now:
+                    self._fire(now)
+                    break
+            if wake_at is None:
                 await changed.wait()
                 continue
             if self._clock is _default_clock:
-                wake = deadline
+                wake = wake_at
             else:
-                wake = trio.current_time() + (deadline - now)
+                wake = trio.current_time() + (wake_at - now)
             with trio.move_on_at(wake):
                 await changed.wait()
         assert self._reason is not None
@@ -544,9 +579,65 @@ class BudgetLedger:
         except KeyError:
             raise KeyError(f"agreement {agreement_id!r} is not in the ledger") from None
 
-    def _notify(self) -> None:
+    def _notify(self, *, grew: _Agreement | None = None, shrank: bool = False) -> None:
+        """Wake whoever waits on the figures. ``grew``: the change only added this agreement
+        (or reservation); ``shrank``: it only removed a reservation. Any other change makes
+        the exhaustion wait plan again exactly."""
+        if grew is not None:
+            self._grew(grew)
+        elif not shrank:
+            self._replans += 1
         self._changed.set()
         self._changed = trio.Event()
+
+    def _grew(self, agreement: _Agreement) -> None:
+        # A new agreement's cost for a stop at T >= t (now) is at most its cost at t plus
+        # rate * (T - t): ``_bill`` grows with the stop at most at the rate. Summed as
+        # ``value - rate * t`` and ``rate``, so a bound at T is ``value + rate * T``.
+        with decimal.localcontext(_CONTEXT):
+            now = _dec(self._clock())
+            self._grown_value += self._cost(agreement, now) - agreement.rate * now
+            self._grown_rate += agreement.rate
+
+    def _plan(self, now: float) -> _Plan:
+        """An exact plan at ``now``: the deadline (:meth:`_deadline`), and what bounds the
+        exposure until the next plan (the exposure now and its fastest growth)."""
+        with decimal.localcontext(_CONTEXT):
+            at = _dec(now)
+            value, growth = self._bound(at)
+            slope = sum((rate for _start, rate in growth), Decimal(0))
+            exact = self._exact_deadline(at, (value, growth))
+        deadline = None if exact is None else now if exact <= at else _floor_float(exact)
+        plan = _Plan(deadline, at, value, slope, self._replans, self._grown_value, self._grown_rate)
+        self._last_plan = plan
+        return plan
+
+    def _upper(self, plan: _Plan) -> tuple[Decimal, Decimal]:
+        """A bound of the exposure for a stop at any T from now on, as ``value + rate * T``,
+        valid while no change since ``plan`` asked for a new plan: the plan's exposure growing
+        at its fastest, plus what was added since (removals only lower it)."""
+        value = plan.value - plan.slope * plan.at + (self._grown_value - plan.grown_value)
+        return value, plan.slope + (self._grown_rate - plan.grown_rate)
+
+    def _replan_at(self, plan: _Plan) -> float | None:
+        """When the wait must plan again exactly: now, if a change asked for it; else the
+        earlier of the plan's deadline and the first time the exposure could reach the limit,
+        bounded from above by the plan's exposure growing at its fastest plus what was added
+        since (removals only lower it)."""
+        if plan.replans != self._replans:
+            return self._clock()
+        with decimal.localcontext(_CONTEXT):
+            value, rate = self._upper(plan)
+            room = self.limit - value
+            if rate <= 0:
+                reach = None if room >= 0 else self._clock()
+            else:
+                with decimal.localcontext() as ctx:
+                    ctx.rounding = decimal.ROUND_FLOOR
+                    reach = _floor_float(room / rate)
+        if reach is None:
+            return plan.deadline
+        return reach if plan.deadline is None else min(plan.deadline, reach)
 
     def _all(self) -> list[_Agreement]:
         return [*self._agreements.values(), *self._reservations.values()]
@@ -642,9 +733,11 @@ class BudgetLedger:
                 growth.append((start, a.rate))
         return value, growth
 
-    def _exact_deadline(self, now: Decimal) -> Decimal | None:
+    def _exact_deadline(
+        self, now: Decimal, bound: tuple[Decimal, list[tuple[Decimal, Decimal]]] | None = None
+    ) -> Decimal | None:
         limit = self.limit
-        value, growth = self._bound(now)
+        value, growth = bound if bound is not None else self._bound(now)
         if value > limit:
             return now
         if not growth:

@@ -149,7 +149,10 @@ class HealthCheck:
     anything else raises :class:`~golem_trio.ConfigurationError` naming the field.
     """
 
-    interval: float | None = 10.0
+    # A minute: the probe is one request per instance, which at hundreds of idle instances
+    # is most of what they cost; a provider that ends the agreement is noticed at once anyway
+    # (the agreement-event watcher), and a dead activity by the next command.
+    interval: float | None = 60.0
     failures: int = 3
     probe_timeout: float = 10.0
     probe: Probe | None = None

@@ -69,6 +69,9 @@ NO_BODY: Final = _NoBody()
 #: Seconds that closing a reply cut short may take (shielded).
 _CLOSE_BOUND = 1.0
 
+#: Connections of the control pool, and so control requests in flight at once.
+_CONTROL_CONNECTIONS = 32
+
 _MAX_ERROR_TEXT = 2000
 
 
@@ -116,7 +119,12 @@ class HttpLayer:
             headers=headers,
             timeout=timeout,
             transport=transport,
-            limits=httpx2.Limits(max_connections=32, max_keepalive_connections=16),
+            # Every connection kept alive: a cluster starting keeps them all busy, and one
+            # closed after each request costs both sides a new connection the next time.
+            limits=httpx2.Limits(
+                max_connections=_CONTROL_CONNECTIONS,
+                max_keepalive_connections=_CONTROL_CONNECTIONS,
+            ),
             trust_env=False,
         )
         self._long = httpx2.AsyncClient(
@@ -126,6 +134,10 @@ class HttpLayer:
             limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
             trust_env=False,
         )
+        # Control requests past the pool's connections wait here, in trio's FIFO, not in
+        # httpcore's pool: its queue is scanned on every release, so hundreds of waiters
+        # there (a large cluster starting) cost time quadratic in their number.
+        self._control_slots = trio.CapacityLimiter(_CONTROL_CONNECTIONS)
         self._rng = rng if rng is not None else random.Random()
 
     async def aclose(self) -> None:
@@ -293,9 +305,14 @@ class HttpLayer:
             )
             started = time.monotonic()
             try:
-                response = await self._exchange(
-                    client, operation, method, path, request, self.deadline(long_poll)
-                )
+                held = await self._hold_slot(client, operation, method, path)
+                try:
+                    response = await self._exchange(
+                        client, operation, method, path, request, self.deadline(long_poll)
+                    )
+                finally:
+                    if held:
+                        self._control_slots.release()
             except httpx2.TimeoutException as exc:
                 raise DaemonTimeout(
                     operation, f"{method} {path}: no answer in time ({type(exc).__name__})"
@@ -333,6 +350,24 @@ class HttpLayer:
                 )
             await self._backoff(operation, method, path, attempt, f"status {status}")
             attempt += 1
+
+    async def _hold_slot(
+        self, client: httpx2.AsyncClient, operation: str, method: str, path: str
+    ) -> bool:
+        """Take one of the control pool's connections for a request; whether one was taken
+        (long polls take none), to release once the reply is read. Waiting is bounded by the
+        pool timeout, as httpx bounds its own wait (:class:`DaemonTimeout`).
+
+        Cancellation: a checkpoint; if cancelled, nothing was taken."""
+        if client is not self._control:
+            await trio.lowlevel.checkpoint()
+            return False
+        wait = self.config.timeouts.pool
+        with trio.move_on_after(wait) as waiting:
+            await self._control_slots.acquire()
+        if waiting.cancelled_caught:
+            raise DaemonTimeout(operation, f"{method} {path}: no connection free within {wait} s")
+        return True
 
     async def _backoff(
         self, operation: str, method: str, path: str, attempt: int, failure: str

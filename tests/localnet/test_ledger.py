@@ -248,3 +248,16 @@ def test_a_document_says_whether_it_was_honest() -> None:
     }
     # What the payment state says itself wins over the document's attribute.
     assert _document({**entry, "honest": True}, "debitNoteId", falsified)["honest"] is True
+
+
+async def test_requests_served_are_counted_by_handler(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_localnet([]) as net:
+        config = ApiConfig(app_key=net.app_key, api_url="http://localnet")
+        async with YagnaClient(config, transport=net.transport()) as yagna:
+            await yagna.market.get_demands()
+            await yagna.market.get_demands()
+            with pytest.raises(Exception, match="404"):
+                await yagna.market.get_agreement("no-such-agreement")
+    assert net.requests_served == {"get_demands": 2, "get_agreement": 1}

@@ -319,6 +319,31 @@ async def test_signal_replans_when_an_agreement_opens_or_amounts_are_accepted(
     assert trio.current_time() - t0 == 590.0
 
 
+async def test_signal_fires_at_the_exact_deadline_after_reservations_and_openings(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Reservations and openings only add exposure: the wait bounds it instead of planning
+    # again, and must still fire exactly when the exposure reaches the limit.
+    ledger = trio_ledger("18")
+    ledger.open_agreement(make_terms("a"))
+    expected: list[float] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ledger.wait_exhausted)
+        await trio.sleep(100)
+        key = object()
+        assert ledger.reserve(key, make_terms("b"))
+        await trio.sleep(10)
+        ledger.open_agreement(make_terms("b"), reservation=key)
+        ledger.release(key)
+        other = object()
+        assert ledger.reserve(other, make_terms("c"))
+        ledger.release(other)
+        expected.append(trio.current_time() + ledger.time_left())
+    assert ledger.exhausted_reason is not None
+    assert trio.current_time() == expected[0]
+    assert ledger.exhausted_reason.agreements == ("a", "b")
+
+
 async def test_cancelling_a_wait_changes_nothing(autojump_clock: trio.testing.MockClock) -> None:
     ledger = trio_ledger("18")
     t0 = trio.current_time()

@@ -523,7 +523,7 @@ def test_health_check_validation(kwargs: dict[str, Any], match: str) -> None:
 
 def test_health_check_defaults_and_off() -> None:
     default = HealthCheck()
-    assert (default.interval, default.failures, default.probe_timeout) == (10.0, 3, 10.0)
+    assert (default.interval, default.failures, default.probe_timeout) == (60.0, 3, 10.0)
     assert HealthCheck(interval=None).interval is None
 
 

@@ -285,6 +285,57 @@ async def test_long_polls_use_their_own_pool_and_send_the_wait() -> None:
     assert notes.headers["x-requestor-events"] == "RECEIVED,ACCEPTED"
 
 
+class InFlight:
+    """A mock daemon whose replies take ``delay`` seconds; counts requests in flight."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.now = 0
+        self.most = 0
+        self.served = 0
+
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await trio.sleep(self.delay)
+        finally:
+            self.now -= 1
+        self.served += 1
+        return httpx2.Response(200, json=[])
+
+
+async def test_control_calls_in_flight_are_bounded_by_the_pool(autojump_clock: object) -> None:
+    daemon = InFlight(delay=1.0)
+    async with YagnaClient(ApiConfig(app_key=APP_KEY), transport=httpx2.MockTransport(daemon)) as y:
+        async with trio.open_nursery() as nursery:
+            for _ in range(100):
+                nursery.start_soon(y.market.get_demands)
+    assert daemon.served == 100
+    assert daemon.most == 32
+
+
+async def test_waiting_for_a_free_connection_is_bounded_by_the_pool_timeout(
+    autojump_clock: object,
+) -> None:
+    daemon = InFlight(delay=50.0)
+    cfg = ApiConfig(app_key=APP_KEY, timeouts=Timeouts(pool=5.0), retry=RetryPolicy(max_attempts=1))
+    outcomes: list[str] = []
+
+    async def one() -> None:
+        try:
+            await yagna.market.get_demands()
+            outcomes.append("ok")
+        except DaemonTimeout as exc:
+            outcomes.append("pool" if "no connection free" in str(exc) else str(exc))
+
+    async with YagnaClient(cfg, transport=httpx2.MockTransport(daemon)) as yagna:
+        async with trio.open_nursery() as nursery:
+            for _ in range(33):
+                nursery.start_soon(one)
+    assert sorted(outcomes) == ["ok"] * 32 + ["pool"]
+
+
 # --- real sockets: a daemon that stalls, or drops the connection ---------------------------------
 
 

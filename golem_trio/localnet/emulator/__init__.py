@@ -55,6 +55,7 @@ from ._faults import FiredFault as FiredFault
 from ._faults import ScheduledFault as ScheduledFault
 from ._faults import fault_routes as fault_routes
 from ._faults import load_plan as load_plan
+from ._http import RequestCounter as RequestCounter
 from ._ids import Ids as Ids
 from ._ledger import LEDGER_PATH as LEDGER_PATH
 from ._ledger import ledger as ledger
@@ -99,6 +100,7 @@ __all__ = [
     "NetClock",
     "NodeIdentity",
     "PaymentState",
+    "RequestCounter",
     "ScheduledFault",
     "StreamAborted",
     "VpnState",

@@ -400,6 +400,9 @@ class ActivityState:
         self.market = market
         self.runtime_factory = runtime_factory
         self.activities: dict[str, Activity] = {}
+        # Activity ids by agreement, in creation order: every provider asks for its
+        # agreement's activities on each tick, which must not scan every activity.
+        self._by_agreement: dict[str, list[str]] = {}
         #: Command faults (LocalNet's fault plan), if any.
         self.faults: CommandFaults | None = None
 
@@ -414,7 +417,7 @@ class ActivityState:
         return activity
 
     def activities_of(self, agreement_id: str) -> list[str]:
-        return [a.activity_id for a in self.activities.values() if a.agreement_id == agreement_id]
+        return list(self._by_agreement.get(agreement_id, ()))
 
     def agreement_of(self, activity_id: str) -> str:
         activity = self.activities.get(activity_id)
@@ -477,6 +480,7 @@ class ActivityState:
             self.runtime_factory(context),
         )
         self.activities[activity_id] = activity
+        self._by_agreement.setdefault(agreement_id, []).append(activity_id)
         # The exe-unit comes up at once; ``wait`` bounds it on the real daemon.
         activity.state = ExeUnitState.INITIALIZED
         await trio.lowlevel.checkpoint()
@@ -542,11 +546,8 @@ class ActivityState:
     def list_activities(self, caller_id: str, agreement_id: str | None) -> list[str]:
         if agreement_id is None:
             raise DaemonError(400, "Query deserialize error: missing field `agreementId`")
-        return [
-            a.activity_id
-            for a in self.activities.values()
-            if a.agreement_id == agreement_id and caller_id in (a.requestor_id, a.provider_id)
-        ]
+        activities = (self.activities[i] for i in self._by_agreement.get(agreement_id, ()))
+        return [a.activity_id for a in activities if caller_id in (a.requestor_id, a.provider_id)]
 
     # --- exec ------------------------------------------------------------------------------------
 

@@ -736,6 +736,10 @@ class Faults:
 
     # --- hooks: the daemon -----------------------------------------------------------------------
 
+    def may_act_on_daemon(self) -> bool:
+        """Whether any daemon fault is planned or waiting: if not, requests need no look."""
+        return bool(self.plan.daemon) or any(p.kind in DAEMON_KINDS for p in self._pending)
+
     def daemon_action(self, operation: str) -> tuple[FaultKind, float | None] | None:
         """The fault to apply to this request for ``operation``, if any."""
         pending = self._take(DAEMON_KINDS, lambda p: p.target in ("*", operation))
@@ -781,7 +785,9 @@ class DaemonFaultMiddleware:
         self.faults = faults
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        # Finding the operation means matching the routes once more: skipped when no daemon
+        # fault can apply (the common case, and every request pays for it).
+        if scope["type"] != "http" or not self.faults.may_act_on_daemon():
             await self.app(scope, receive, send)
             return
         operation = _operation(scope)

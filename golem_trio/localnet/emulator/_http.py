@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._core import Daemon, DaemonError, NodeIdentity
 
 __all__ = [
     "Handler",
+    "RequestCounter",
     "authenticate",
     "control_key_refusal",
     "error_response",
@@ -26,6 +29,26 @@ __all__ = [
 ]
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class RequestCounter:
+    """ASGI middleware that counts the HTTP requests served, by endpoint (the handler's name,
+    known once the router has matched; ``unrouted`` for a request no route took)."""
+
+    def __init__(self, app: ASGIApp, counts: Counter[str]) -> None:
+        self.app = app
+        self.counts = counts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            # The router adds the matched endpoint to this same scope.
+            endpoint = scope.get("endpoint")
+            self.counts[getattr(endpoint, "__name__", "unrouted")] += 1
 
 
 def json_response(body: Any, status: int = 200) -> Response:
