@@ -99,6 +99,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             _error(f"{PROG} localnet: error: {exc}")
             return EXIT_FAILED
         return _localnet(args)
+    if args.command == "bench":
+        # The SDK loads only for this command: serving a LocalNet does not need it.
+        from golem_trio.bench import bench_command
+
+        return bench_command(
+            args.scenarios,
+            out=Path(args.out),
+            seed=args.seed,
+            clock=args.clock,
+            plots=args.plots,
+            live=args.live,
+            against=args.against,
+        )
     parser.print_help(sys.stderr)
     return EXIT_USAGE
 
@@ -174,6 +187,46 @@ def _parser() -> argparse.ArgumentParser:
             "the local runtime; also read from GOLEM_TRIO_IMAGES (os.pathsep-separated). "
             "Other images start from an empty /golem"
         ),
+    )
+    bench = commands.add_parser(
+        "bench",
+        help="run fault-injection scenarios on LocalNet and write their reports",
+        description=(
+            "Run each scenario file (TOML, see examples/bench/) on LocalNet and write "
+            "report.json, report.md and plots into OUT/<scenario name>/; the Markdown summary "
+            "goes to standard output."
+        ),
+    )
+    bench.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario files")
+    bench.add_argument(
+        "--out",
+        default="bench-results",
+        metavar="DIR",
+        help="where reports go (default: %(default)s)",
+    )
+    bench.add_argument("--seed", type=int, help="run under this seed instead of the file's")
+    bench.add_argument(
+        "--clock",
+        choices=("virtual", "wall"),
+        default="virtual",
+        help="virtual: minutes of scenario in seconds; wall: in real time (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--against",
+        action="append",
+        choices=("yapapi",),
+        default=[],
+        help=(
+            "also run each scenario through yapapi (its own virtualenv, made on first use; "
+            "on the wall clock) and report both side by side"
+        ),
+    )
+    bench.add_argument("--no-plots", dest="plots", action="store_false", help="write no PNG plots")
+    bench.add_argument(
+        "--live",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a live view while it runs (default: when standard output is a terminal)",
     )
     return parser
 

@@ -22,6 +22,7 @@ import datetime as dt
 import enum
 import logging
 import os
+import random
 import signal
 import sys
 import threading
@@ -53,7 +54,7 @@ from .services import (
     open_engine,
 )
 from .work import TransferStorage, TransferUnavailable, open_gftp_storage, open_http_storage
-from .yagna import ApiConfig, YagnaClient
+from .yagna import ApiConfig, DaemonMonitor, YagnaClient
 
 if TYPE_CHECKING:
     from .localnet import LocalNet
@@ -222,6 +223,9 @@ class Golem:
             LocalNet's emulator. ``"gftp"`` with an emulator raises ``ConfigurationError``
             (given ``localnet=``, when made; else when entered), and with an unreachable bus
             :class:`~golem_trio.work.TransferUnavailable` when entered.
+        seed: seeds the engine's own random choices (the jitter of request retries and of
+            restart delays), so that a run on a LocalNet in virtual time repeats exactly (as
+            ``golem_trio.bench`` does); ``None`` (the default): unseeded.
 
     Every setting is checked here, before anything runs: one the engine cannot use (a budget
     that is not a finite number > 0, a negative ``invoice_wait``, a value of the wrong type)
@@ -252,8 +256,13 @@ class Golem:
         image_dirs: Iterable[str | os.PathLike[str]] = (),
         daemon_outage_limit: float | None = 300.0,
         transfer: str = "auto",
+        seed: int | None = None,
     ) -> None:
         self.budget = _budget("budget", budget)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigurationTypeError("seed", f"must be an integer or None, got {seed!r}")
+        #: Seeds the engine's own random choices (see the class docstring).
+        self.seed = seed
         if not isinstance(transfer, str):
             raise ConfigurationTypeError("transfer", f"must be text, got {transfer!r}")
         if transfer not in TRANSFERS:
@@ -402,7 +411,7 @@ class Golem:
         ``ValueError``.
 
         ``restart`` (default: restart on failures before running, as yapapi) and ``health``
-        (default: the activity's state every 10 s, 3 failures) apply to each instance.
+        (default: the activity's state every 60 s, 3 failures) apply to each instance.
         Raises :class:`~golem_trio.ConfigurationError` (a ``ValueError``; for a value of the
         wrong type also a ``TypeError``) for an argument it cannot use (``num_instances`` not
         an integer >= 0, a naive ``expiration``, ...), ``ServiceDefinitionError`` for a class
@@ -630,6 +639,7 @@ class Golem:
                             now=now,
                             resolver=self._resolver,
                             daemon_outage_limit=self.daemon_outage_limit,
+                            seed=self.seed,
                         ) as engine:
                             self._engine = engine
                             if self._interrupted is not None:  # a signal while starting
@@ -664,7 +674,7 @@ class Golem:
         if config is not None:
             self.api_url = config.api_url
             self._daemon_config = config
-            async with YagnaClient(config) as yagna:
+            async with YagnaClient(config, **self._seeded()) as yagna:
                 yield yagna, _wall_now
             return
         async with self._open_embedded() as net:
@@ -701,12 +711,23 @@ class Golem:
     async def _client_for(self, net: LocalNet) -> AsyncIterator[YagnaClient]:
         if net.url is not None:
             self.api_url = net.url
-            async with YagnaClient(ApiConfig(app_key=net.app_key, api_url=net.url)) as yagna:
+            config = ApiConfig(app_key=net.app_key, api_url=net.url)
+            async with YagnaClient(config, **self._seeded()) as yagna:
                 yield yagna
         else:
             config = ApiConfig(app_key=net.app_key, api_url="http://localnet")
-            async with YagnaClient(config, transport=net.transport()) as yagna:
+            async with YagnaClient(config, transport=net.transport(), **self._seeded()) as yagna:
                 yield yagna
+
+    def _seeded(self) -> dict[str, Any]:
+        """The client's sources of jitter (retries, riding out outages): seeded when the
+        engine is."""
+        if self.seed is None:
+            return {}
+        return {
+            "rng": random.Random(f"{self.seed}/client"),
+            "monitor": DaemonMonitor(rng=random.Random(f"{self.seed}/monitor")),
+        }
 
     @contextlib.asynccontextmanager
     async def _open_embedded(self) -> AsyncIterator[LocalNet]:

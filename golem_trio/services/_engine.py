@@ -71,7 +71,9 @@ class Engine:
         context: EngineContext,
         adopters: trio.Nursery,
         resolver: ImageResolver | None,
+        seed: int | None = None,
     ) -> None:
+        self._seed = seed
         #: The shared parts every cluster and instance of this engine sees.
         self.context = context
         self._adopters = adopters
@@ -144,6 +146,7 @@ class Engine:
             negotiation_options=negotiation_options,
             demand_options=demand_options,
             network=network,
+            seed=None if self._seed is None else hash((self._seed, len(self._clusters))),
         )
         if self._nursery is None:  # closed while the payload was being resolved
             raise RuntimeError("the engine is closed")
@@ -291,6 +294,7 @@ async def open_engine(
     now: Callable[[], dt.datetime] = _wall_now,
     resolver: ImageResolver | None = None,
     daemon_outage_limit: float | None = DEFAULT_OUTAGE_LIMIT,
+    seed: int | None = None,
 ) -> AsyncIterator[Engine]:
     """Run the services engine on ``yagna`` and ``payments`` for the duration of the block
     (see the module's docstring for what it owns).
@@ -303,6 +307,7 @@ async def open_engine(
     ``daemon_outage_limit`` (seconds, > 0, or ``None`` for no limit) is how long the daemon
     may stay unavailable before every cluster stops as :class:`DaemonLost`; it becomes the
     limit of ``yagna.monitor``, whose events go to ``events`` while the block runs.
+    ``seed`` seeds each cluster's random choices (restart jitter); ``None``: unseeded.
 
     Cancellation: entering checkpoints (the agreement watcher starts). Leaving the block,
     however it is left, cancels the clusters (each instance's stopping phase still runs,
@@ -330,7 +335,7 @@ async def open_engine(
     payments.budget.shutdown = context.timeouts.stop_phase
     # Adoptions outlive the clusters: the final invoice wait needs them registered.
     async with trio.open_nursery() as adopters:
-        engine = Engine(context, adopters, resolver)
+        engine = Engine(context, adopters, resolver, seed)
         events.add_consumer(engine._on_withdrawn, (AgreementWithdrawn,))
         try:
             async with trio.open_nursery() as nursery:

@@ -96,6 +96,8 @@ def test_timeouts_that_can_be_zero_and_derived_defaults() -> None:
         ({"budget": 1, "transfer": "ftp"}, "transfer", False),
         ({"budget": 1, "transfer": "GFTP"}, "transfer", False),
         ({"budget": 1, "transfer": None}, "transfer", True),
+        ({"budget": 1, "seed": "7"}, "seed", True),
+        ({"budget": 1, "seed": True}, "seed", True),
     ],
 )
 def test_golem_refuses_bad_settings_when_made(
