@@ -327,7 +327,8 @@ async def bill(
     net: LocalNet, yagna: YagnaClient, kinds: Sequence[FaultKind], minutes: float = 10
 ) -> tuple[str, str]:
     """Bill ``minutes`` with the provider cheating in ``kinds``; the requestor accepts every
-    note of its agreement meanwhile."""
+    note of its agreement meanwhile. A test that counts notes ends between two of them, so that
+    no note races the termination."""
     for kind in kinds:
         net.faults.dishonest("faulty", kind)
     allocation = await yagna.payment.create_allocation(NewAllocation(Decimal(50)))
@@ -362,9 +363,10 @@ async def test_inflated_and_payable_notes_are_marked(
             net,
             yagna,
             [FaultKind.INFLATE, FaultKind.PAYABLE_WITHOUT_AGREEMENT, FaultKind.INVOICE_ABOVE_USAGE],
+            minutes=9,
         )
         notes = [n for n in await yagna.payment.get_debit_notes() if n.activity_id == activity_id]
-        assert len(notes) == 4  # every two minutes, as agreed
+        assert len(notes) == 4  # every two minutes, as agreed: at 2, 4, 6 and 8
         entries = {e["id"]: e for e in ledger(net)["debitNotes"]}
         for note in notes:
             assert note.usage_counter_vector is not None
