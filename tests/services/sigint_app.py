@@ -182,6 +182,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--instances", type=int, default=2)
     args = parser.parse_args()
+    # Python leaves SIGINT ignored when the parent ignored it (a background job of a shell
+    # without job control starts so, and its children inherit it); this app is there to be
+    # interrupted, so it takes the usual KeyboardInterrupt handler back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         print("BOOT", flush=True)
         report = _run(args)
