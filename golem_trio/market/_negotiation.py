@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -50,6 +51,7 @@ from golem_trio.yagna import (
     ProposalRejectedEvent,
     Reason,
     YagnaClient,
+    YagnaError,
 )
 
 from ._demand import counter_properties
@@ -68,6 +70,8 @@ __all__ = [
     "ProviderBanned",
     "open_negotiation",
 ]
+
+logger = logging.getLogger("golem_trio.market")
 
 _IS_FINAL = "golem.proposal.rejection.is-final"
 _NAME = "golem.node.id.name"
@@ -518,7 +522,8 @@ async def open_negotiation(
     The demand is published before the block starts and again whenever the daemon drops it
     (``NotFound`` on collection: an expired or withdrawn subscription). Leaving the block
     cancels collection and withdraws the demand (shielded, at most ``cleanup_timeout``
-    seconds). The collection loop rides out the daemon's faults (reported to
+    seconds; when the daemon is away, the failure is logged and the demand left to expire).
+    The collection loop rides out the daemon's faults (reported to
     ``yagna.monitor``); its other errors, but a lost subscription, end the block.
     """
     if max_parallel < 1 or max_rounds < 1:
@@ -553,8 +558,12 @@ async def open_negotiation(
     finally:
         sub = market.subscription_id
         if sub is not None:
-            with (
-                trio.move_on_after(cleanup_timeout, shield=True),
-                contextlib.suppress(ApiError),  # already gone
-            ):
-                await yagna.market.unsubscribe_demand(sub)
+            with trio.move_on_after(cleanup_timeout, shield=True):
+                try:
+                    await yagna.market.unsubscribe_demand(sub)
+                except ApiError:
+                    pass  # already gone
+                except YagnaError as exc:
+                    # The daemon is away: the demand stays until it expires, and nothing
+                    # more is negotiated for it. Leaving must not fail over it.
+                    logger.info("withdrawing demand %s: %s", sub, exc)

@@ -13,6 +13,7 @@ from .._errors import check_seconds
 from ..payment import PaymentProcessor
 from ..work import TransferStorage
 from ..yagna import YagnaClient
+from ._ending import Leftovers
 from ._watcher import AgreementWatcher
 
 __all__ = ["EngineContext", "Timeouts"]
@@ -117,6 +118,8 @@ class EngineContext:
     now: Callable[[], dt.datetime] = _wall_now
     #: Set by a second Ctrl-C (or ``Golem.hurry()``): skip the waits that may be skipped.
     hurry: trio.Event = attrs.field(factory=trio.Event)
+    #: Agreements whose instance's cleanup was cut, ended in the background by the engine.
+    leftovers: Leftovers = attrs.field(factory=Leftovers)
 
     def to_trio_time(self, when: dt.datetime) -> float:
         """The trio-clock time at which the wall clock (``now``) shows ``when``."""

@@ -16,12 +16,15 @@ payment processor it is given:
 - adoptions: an agreement that was approved just as its signing was given up
   (:class:`~golem_trio.market.AgreementWithdrawn`, heard through a subscription to the
   events) is registered for payment, so its invoice is still validated and paid;
+- leftovers: an agreement whose instance's cleanup was cut by ``Timeouts.cleanup`` (the
+  daemon away longer than that) is terminated and paid in the background once the daemon
+  answers (:class:`~._ending.Leftovers`, in the adoptions' nursery);
 - stopping (:meth:`Engine.stop`, then :meth:`Engine.wait_finished`) and hurrying
   (:meth:`Engine.hurry`).
 
 Leaving the block cancels the clusters' nursery (stop them first, and wait, for a graceful
 end), then waits for the adoptions under way (each shielded and bounded by
-``Timeouts.adoption``).
+``Timeouts.adoption``) and the leftovers (each given ``Timeouts.cleanup`` more).
 """
 
 from __future__ import annotations
@@ -336,6 +339,7 @@ async def open_engine(
     # Adoptions outlive the clusters: the final invoice wait needs them registered.
     async with trio.open_nursery() as adopters:
         engine = Engine(context, adopters, resolver, seed)
+        context.leftovers.open(adopters)
         events.add_consumer(engine._on_withdrawn, (AgreementWithdrawn,))
         try:
             async with trio.open_nursery() as nursery:
@@ -349,7 +353,9 @@ async def open_engine(
                     engine._nursery = None
                     nursery.cancel_scope.cancel()
         finally:
-            # The clusters are gone: no network is used any more. Each removal is bounded.
+            # The clusters are gone: what their cleanups left has its last bound now.
+            context.leftovers.close(context.timeouts.cleanup)
+            # No network is used any more. Each removal is bounded.
             with trio.CancelScope(shield=True):
                 await engine._remove_networks()
             events.remove_consumer(engine._on_withdrawn)

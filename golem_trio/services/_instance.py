@@ -5,7 +5,8 @@ A *life* is: sign an agreement and create its activity (``pending``), run ``star
 then, after that scope, the stopping phase in a shielded scope with a deadline
 (``Timeouts.stop_phase``): the user's ``shutdown`` handler (bounded by ``Timeouts.shutdown``;
 only if the life reached ``running``), then the activity destroyed and the agreement
-terminated with a ``golem.requestor.code`` (bounded by ``Timeouts.cleanup``, never skipped).
+terminated with a ``golem.requestor.code`` (bounded by ``Timeouts.cleanup``, never skipped;
+what a cleanup cut by that bound leaves, the engine finishes later: ``services/_ending.py``).
 External events cancel the life's scope with a typed reason (:meth:`ServiceInstance.cancel`).
 :meth:`ServiceInstance.supervise` runs lives until the restart policy says no.
 
@@ -15,10 +16,9 @@ the cluster and the engine.
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -26,8 +26,6 @@ import trio
 
 from ..events import (
     ActivityCreated,
-    ActivityDestroyed,
-    AgreementTerminated,
     HealthProbeFailed,
     InstanceRestarting,
     ServiceFinished,
@@ -42,12 +40,9 @@ from ..yagna import (
     TRANSIENT_ERRORS,
     AgreementTerminatedEvent,
     DaemonTimeout,
-    DaemonUnreachable,
-    DecodeError,
-    Reason,
-    ServerError,
     YagnaError,
 )
+from ._ending import Ending, Leftover, destroy_activity, end_agreement
 from ._link import ClusterLink
 from ._policy import HealthCheck, RestartTracker
 from ._reasons import (
@@ -68,9 +63,6 @@ from ._state import ServiceState, StateChange, StateMachine, Trigger
 __all__ = ["ServiceInstance"]
 
 logger = logging.getLogger("golem_trio.services")
-
-#: What a daemon that is away answers (a :class:`ServerError` only as 502, 503 or 504).
-_AWAY = (DaemonUnreachable, DaemonTimeout, DecodeError, ServerError)
 
 
 def _leaves(error: BaseException) -> list[BaseException]:
@@ -110,7 +102,10 @@ class ServiceInstance:
     _shutdown_scope: trio.CancelScope | None = None
     _stopped: trio.Event = attrs.field(factory=trio.Event)
     #: How the agreement ended when something other than this instance ended it.
-    _ended_elsewhere: _Ending | None = None
+    _ended_elsewhere: Ending | None = None
+    #: The cleanup steps of this life that are done (what is not, a cut cleanup hands over).
+    _activity_ended: bool = False
+    _agreement_ended: bool = False
     done: trio.Event = attrs.field(factory=trio.Event)
     #: The address this instance asks for in its cluster's network: the one it was given, then
     #: the one it last held (a new life gets it back when it is still free).
@@ -258,6 +253,7 @@ class ServiceInstance:
         self.reached_running = False
         self.shutdown_ran = self.shutdown_timed_out = self.cleanup_timed_out = False
         self._ended_elsewhere = None
+        self._activity_ended = self._agreement_ended = False
         if not self._for_good:
             self._requested = None
         life = trio.CancelScope()
@@ -300,6 +296,7 @@ class ServiceInstance:
             self.stop_reasons.append(reason)
             with trio.move_on_after(engine.timeouts.stop_phase, shield=True):
                 await self._stop_phase(reason, ctx)
+            self._hand_over(reason)
             if self.link.network is not None:
                 # Whatever the cleanup managed, the address is free for the next life.
                 self.network_node = None
@@ -498,14 +495,14 @@ class ServiceInstance:
         )
         if event.terminator == "Provider" and not written_by_requestor:
             code = extra.get("golem.provider.code")
-            ending = _Ending("Provider", None if code is None else str(code), message)
+            ending = Ending("Provider", None if code is None else str(code), message)
             self._ended_elsewhere = ending
             self.cancel(ProviderTerminated(ending.code, message))
         elif self._life is not None:
             # Ended on our side while this life still runs: the payment processor broke it
             # over a bad debit note (or another client of the same identity did).
             code = extra.get("golem.requestor.code")
-            ending = _Ending("Requestor", None if code is None else str(code), message)
+            ending = Ending("Requestor", None if code is None else str(code), message)
             self._ended_elsewhere = ending
             self.cancel(AgreementLost(ending.code, message))
 
@@ -573,109 +570,33 @@ class ServiceInstance:
             )
         )
 
-    async def _outlasting(
-        self, call: Callable[[], Awaitable[object]], operation: str, within: float | None
-    ) -> None:
-        """Await ``call()``; while it fails because the daemon is away (no answer, a 502, 503
-        or 504, a reply that is not its JSON), report it to the monitor and try again after a
-        pause, for at most ``within`` seconds (``None``: until the caller's bound), then raise
-        the last error. So a cleanup after an outage (``DaemonLost``) still terminates the
-        agreement once the daemon is back, within the cleanup's bound.
-
-        Cancellation: a checkpoint (the pauses); the caller bounds it.
-        """
-        ride = self.link.engine.yagna.monitor.ride_out(operation, give_up_after=within)
-        while True:
-            try:
-                await call()
-            except _AWAY as exc:
-                if isinstance(exc, ServerError) and exc.status not in (502, 503, 504):
-                    raise
-                await ride.failed(exc)
-                continue
-            ride.succeeded()
-            return
-
     async def _cleanup(self, reason: StopReason) -> None:
+        """Destroy the activity, leave the network, end the agreement (``services/_ending.py``);
+        each step done is marked, so that what a cut cleanup left can be handed over."""
         engine = self.link.engine
         info = self.agreement
         await trio.lowlevel.checkpoint()
         if self.activity_id is not None:
             if info is not None:
                 await self._read_usage(info.agreement_id, self.activity_id)
-            try:
-                await self._outlasting(
-                    functools.partial(engine.yagna.activity.destroy_activity, self.activity_id),
-                    "DestroyActivity",
-                    # Half the cleanup at most: terminating the agreement matters more.
-                    engine.timeouts.cleanup / 2,
-                )
-            except YagnaError as exc:
-                logger.info("destroying activity %s: %s", self.activity_id, exc)
-            engine.emit(
-                ActivityDestroyed(
-                    agreement_id=info.agreement_id if info else "",
-                    activity_id=self.activity_id,
-                    provider_id=info.provider_id if info else "",
-                )
+            self._activity_ended = await destroy_activity(
+                engine, info, self.activity_id, engine.timeouts.cleanup / 2
             )
         if self.link.network is not None:
             await self._leave_network(self.link.network)
         if info is None:
             return
-        ending = self._ended_elsewhere
-        if ending is None and engine.watcher.terminated(info.agreement_id) is None:
-            code = reason.requestor_code
-            try:
-                await self._outlasting(
-                    functools.partial(
-                        engine.yagna.market.terminate_agreement,
-                        info.agreement_id,
-                        Reason(reason.message, {"golem.requestor.code": code}),
-                    ),
-                    "terminateAgreement",
-                    None,  # as long as the cleanup's bound allows
-                )
-                engine.emit(
-                    AgreementTerminated(
-                        agreement_id=info.agreement_id,
-                        provider_id=info.provider_id,
-                        provider_name=info.provider_name,
-                        terminator="Requestor",
-                        code=code,
-                        message=reason.message,
-                    )
-                )
-            except YagnaError as exc:
-                logger.warning("terminating agreement %s: %s", info.agreement_id, exc)
-        elif ending is not None:
-            engine.emit(
-                AgreementTerminated(
-                    agreement_id=info.agreement_id,
-                    provider_id=info.provider_id,
-                    provider_name=info.provider_name,
-                    terminator=ending.terminator,
-                    code=ending.code,
-                    message=ending.message,
-                )
-            )
-        if engine.payments.billing.get(info.agreement_id) is None:
-            # Stopped before it was registered for payment: its invoice must still be paid.
-            try:
-                await engine.payments.add_agreement(info.agreement_id)
-            except (YagnaError, BillingTermsError) as exc:
-                logger.warning("agreement %s cannot be paid: %s", info.agreement_id, exc)
-        engine.payments.agreement_ended(info.agreement_id)
-        engine.watcher.unwatch(info.agreement_id)
+        await end_agreement(engine, info, reason, self._ended_elsewhere)
+        self._agreement_ended = True
 
-
-@attrs.frozen
-class _Ending:
-    """Who ended an agreement the instance did not end, with the code and message given."""
-
-    terminator: str
-    code: str | None
-    message: str | None
+    def _hand_over(self, reason: StopReason) -> None:
+        """Give the engine what a cut cleanup left of this life (see ``_ending.Leftovers``)."""
+        info = self.agreement
+        if info is None or self._agreement_ended:
+            return
+        activity_id = None if self._activity_ended else self.activity_id
+        engine = self.link.engine
+        engine.leftovers.take(engine, Leftover(info, activity_id, reason, self._ended_elsewhere))
 
 
 class _ProvisionError(Exception):

@@ -28,7 +28,7 @@ from golem_trio.events import (
 )
 from golem_trio.localnet import LocalNet, ProviderSpec, RuntimeContext, ledger, open_localnet
 from golem_trio.market import Payload
-from golem_trio.services import DaemonLost, ServiceState
+from golem_trio.services import DaemonLost, ServiceState, Timeouts
 from golem_trio.testing import assert_invariants
 from golem_trio.yagna import ApiConfig
 
@@ -221,3 +221,106 @@ async def test_documents_decided_during_an_outage_are_paid_once_it_ends() -> Non
     assert all(i["status"] in ("ACCEPTED", "SETTLED") for i in invoices), invoices
     accepted = [e for e in events if isinstance(e, InvoiceAccepted)]
     assert sorted(e.invoice_id for e in accepted) == sorted(i["id"] for i in invoices)
+
+
+async def test_agreements_a_cut_cleanup_left_are_terminated_once_the_daemon_is_back() -> None:
+    """The daemon stays away longer than the instances' cleanup may last (``DaemonLost``, then
+    a cleanup of 3 s cut while every call still fails): the instances finish within their
+    bounds, and the engine terminates the agreements they left as soon as the daemon answers
+    again, before its exit, and pays them."""
+    events: list[object] = []
+    both_terminated = trio.Event()
+
+    def record(event: object) -> None:
+        events.append(event)
+        if sum(isinstance(e, AgreementTerminated) for e in events) == 2:
+            both_terminated.set()
+
+    async with await _open(2) as net:
+        assert net.url is not None
+        async with open_fault_proxy(net.url) as proxy:
+            config = ApiConfig(app_key=net.app_key, api_url=proxy.url)
+            async with Golem(
+                budget=BUDGET,
+                api_config=config,
+                handle_signals=False,
+                event_consumer=record,
+                daemon_outage_limit=2.0,
+                timeouts=Timeouts(shutdown=1, cleanup=3),
+            ) as golem:
+                cluster = await golem.run_service(
+                    QuietService, num_instances=2, expiration=net.now() + dt.timedelta(minutes=30)
+                )
+                with trio.fail_after(30):
+                    await cluster.wait_running()
+                agreements = {r.agreement.agreement_id for r in cluster.records if r.agreement}
+                async with proxy.window(25.0, kinds=("503", "refuse")):
+                    with trio.fail_after(20):
+                        await cluster.wait_finished()
+                    # Finished during the outage: nothing could be terminated yet.
+                    assert all(r.cleanup_timed_out for r in cluster.records)
+                    assert all(isinstance(r.stop_reason, DaemonLost) for r in cluster.records)
+                    assert not [e for e in events if isinstance(e, AgreementTerminated)]
+                with trio.fail_after(30):
+                    await both_terminated.wait()
+                book = ledger(net)
+                assert {a["id"] for a in book["agreements"] if a["state"] == "Terminated"} == (
+                    agreements
+                )
+                terminated = [e for e in events if isinstance(e, AgreementTerminated)]
+                assert sorted(e.agreement_id for e in terminated) == sorted(agreements)
+                assert {(e.terminator, e.code) for e in terminated} == {("Requestor", "Cancelled")}
+        assert_invariants(net, budget=BUDGET)
+        _paid_once(net)
+        book = ledger(net)
+    assert all(a["state"] == "Terminated" for a in book["agreements"]), book["agreements"]
+    assert all(i["status"] in ("ACCEPTED", "SETTLED") for i in book["invoices"]), book["invoices"]
+    assert {i["agreementId"] for i in book["invoices"]} == agreements
+
+
+async def test_leftovers_are_bounded_at_exit_while_the_daemon_stays_away(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The daemon never comes back before the engine closes: each leftover gets
+    ``Timeouts.cleanup`` more at exit, is logged, and the block's exit stays bounded."""
+    async with await _open(1) as net:
+        assert net.url is not None
+        async with open_fault_proxy(net.url) as proxy:
+            config = ApiConfig(app_key=net.app_key, api_url=proxy.url)
+            proxy_on = False
+            with trio.fail_after(90):
+                async with Golem(
+                    budget=BUDGET,
+                    api_config=config,
+                    handle_signals=False,
+                    daemon_outage_limit=2.0,
+                    timeouts=Timeouts(shutdown=1, cleanup=3),
+                    invoice_wait=2,
+                ) as golem:
+                    cluster = await golem.run_service(
+                        QuietService,
+                        num_instances=1,
+                        expiration=net.now() + dt.timedelta(minutes=30),
+                    )
+                    with trio.fail_after(30):
+                        await cluster.wait_running()
+                    proxy.start_faults(kinds=("503", "refuse"))
+                    proxy_on = True
+                    with trio.fail_after(30):
+                        await cluster.wait_finished()
+                    (record,) = cluster.records
+                    assert record.cleanup_timed_out
+                    assert record.agreement is not None
+                    agreement_id = record.agreement.agreement_id
+                    assert golem._engine is not None
+                    leftovers = golem._engine.context.leftovers
+                    assert set(leftovers.pending) == {agreement_id}
+                    closing = trio.current_time()
+            assert proxy_on
+            # Leaving took the leftover's bound (3 s) and the others; then gave it up.
+            assert trio.current_time() - closing < 60
+            assert leftovers.pending == {}
+            proxy.stop_faults()
+        (agreement,) = ledger(net)["agreements"]
+    assert agreement["state"] == "Approved"  # left to the daemon, as logged
+    assert f"agreement {agreement_id} could not be terminated" in caplog.text
