@@ -659,7 +659,7 @@ class Script:
         while len(results) < len(steps):
             index = len(results)
             try:
-                got = await self._next(batch_id, index)
+                got = await self._next(batch_id, index, isinstance(steps[index].command, Terminate))
             except ActivityGone as gone:
                 step = steps[index]
                 if isinstance(step.command, Terminate) and index == len(steps) - 1:
@@ -692,14 +692,24 @@ class Script:
             # whether or not it is: only a failure or the last command ends the batch.)
             await self._take(steps[index], mine[-1], results, follower)
 
-    async def _next(self, batch_id: str, index: int) -> list[ExeScriptCommandResult]:
-        """One long poll for the result of command ``index``; ``[]`` if it is not in yet."""
+    async def _next(
+        self, batch_id: str, index: int, terminating: bool = False
+    ) -> list[ExeScriptCommandResult]:
+        """One long poll for the result of command ``index``; ``[]`` if it is not in yet.
+
+        For a ``terminate`` command (``terminating``) a 500 is not retried by the client: the
+        daemon answers so once the exe-unit ended, and the activity's state says at once
+        whether that is what happened, without the client's pauses between retries."""
         await trio.lowlevel.checkpoint()
         ctx = self.ctx
         failure: YagnaError | None = None
         try:
             got = await ctx.yagna.activity.get_exec_batch_results(
-                ctx.activity_id, batch_id, wait=POLL_WAIT, command_index=index
+                ctx.activity_id,
+                batch_id,
+                wait=POLL_WAIT,
+                command_index=index,
+                retry_server_errors=not terminating,
             )
         except (NotFound, Gone) as exc:
             raise ActivityGone(exc.message, **ctx._where()) from exc

@@ -154,6 +154,7 @@ class ActivityApi:
         *,
         wait: float | None = None,
         command_index: int | None = None,
+        retry_server_errors: bool = True,
     ) -> list[ExeScriptCommandResult]:
         """Results of a batch so far, cumulative from command 0, in order.
 
@@ -161,6 +162,11 @@ class ActivityApi:
         the wait runs out the daemon answers with what is finished, except with a
         ``command_index``, where it answers 408: that is returned here as ``[]`` (nothing new:
         poll again).
+
+        ``retry_server_errors=False`` raises a 500 at once instead of retrying it (a 503 is
+        still retried): for a caller that knows better what a 500 means, such as one awaiting
+        a ``terminate`` command, whose exe-unit is gone once it ran (the daemon then answers
+        500 for the batch).
         """
         try:
             result: list[ExeScriptCommandResult] = await self._http.call_json(
@@ -169,7 +175,7 @@ class ActivityApi:
                 f"{self._base}/activity/{activity_id}/exec/{batch_id}",
                 list[ExeScriptCommandResult],
                 params={"timeout": wait, "commandIndex": command_index},
-                safe=True,
+                safe=retry_server_errors,
                 long_poll=wait if wait else None,
             )
         except RequestTimeout:

@@ -321,3 +321,46 @@ async def test_usage_and_state(autojump_clock: trio.testing.MockClock) -> None:
         assert usage.current_usage is not None
         assert max(usage.current_usage) >= 30
         assert (await work.ctx.get_raw_state()).alive
+
+
+async def test_a_terminate_whose_results_answer_500_ends_on_the_activity_state(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Once a ``terminate`` command ran, a real daemon answers the batch's results with 500
+    (the exe-unit is gone). The script asks the activity's state instead of retrying the 500:
+    one results request per poll, and the terminate counts as done."""
+    async with open_work(RUNTIME) as work:
+        setup = work.ctx.new_script()
+        setup.deploy()
+        setup.start()
+        with trio.fail_after(60):
+            await setup
+        work.net.faults.daemon_fault("getExecBatchResults", value=500, count=50)
+        script = work.ctx.new_script()
+        last = script.terminate()
+        with trio.fail_after(60):
+            (result,) = await script
+        assert result.success
+        assert (await last).message == "terminated"
+        fired = [f for f in work.net.faults.fired if f.target == "getExecBatchResults"]
+        state = await work.yagna.activity.get_state(work.ctx.activity_id)
+        assert not state.alive
+        # Each poll is one request: the client does not repeat a 500 here (it would, five
+        # times, for any other command; see the next test).
+        assert 1 <= len(fired) <= 3, fired
+
+
+async def test_a_500_on_a_running_commands_results_is_retried(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_work(RUNTIME) as work:
+        script = work.ctx.new_script()
+        script.deploy()
+        script.start()
+        echoed = script.run("/bin/echo", "still here")
+        work.net.faults.daemon_fault("getExecBatchResults", value=500, count=3)
+        with trio.fail_after(60):
+            await script
+        assert (await echoed).stdout == "still here\n"
+        fired = [f for f in work.net.faults.fired if f.target == "getExecBatchResults"]
+        assert len(fired) == 3
