@@ -18,7 +18,7 @@ import httpx2
 import pytest
 import trio
 
-from golem_trio.gsb import GsbBus, GsbCallError, open_gsb
+from golem_trio.gsb import GsbBus, open_gsb
 from golem_trio.localnet.providers import CommandOutcome, Reply, RuntimeContext, ScriptedRuntime
 from golem_trio.localnet.yagna import ExeUnit, YagnaNode, exeunit_service_id
 from golem_trio.yagna import (
@@ -36,6 +36,7 @@ from golem_trio.yagna import (
 
 from ._provider import RawProvider
 from .test_client_real import Scenario, Subscriptions, _approved_agreement
+from .test_gsb import _refused
 
 TEST_DEADLINE = 60.0  # a normal run takes a few seconds
 
@@ -157,16 +158,6 @@ async def _results(
 
 
 AT_END = Capture(stdout=CaptureMode(), stderr=CaptureMode())
-
-
-async def _refused(bus: GsbBus, address: str) -> GsbCallError:
-    """Call ``address`` until the bus refuses it (the service is gone); the refusal."""
-    while True:
-        try:
-            await bus.call(address, {})
-        except GsbCallError as exc:
-            return exc
-        await trio.sleep(0.05)
 
 
 async def test_activity_end_to_end(yagna_node: YagnaNode, requestor: YagnaClient) -> None:
