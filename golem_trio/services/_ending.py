@@ -48,8 +48,13 @@ __all__ = ["Ending", "Leftover", "Leftovers", "destroy_activity", "end_agreement
 
 logger = logging.getLogger("golem_trio.services")
 
-#: What a daemon that is away answers (a :class:`ServerError` only as 502, 503 or 504).
-_AWAY = (DaemonUnreachable, DaemonTimeout, DecodeError, ServerError)
+
+def _away(exc: YagnaError) -> bool:
+    """Whether ``exc`` is what a daemon that is away answers: no answer, a reply that is not
+    its JSON, or a :class:`ServerError` of status 502, 503 or 504."""
+    if isinstance(exc, ServerError):
+        return exc.status in (502, 503, 504)
+    return isinstance(exc, (DaemonUnreachable, DaemonTimeout, DecodeError))
 
 
 class EngineContext(Protocol):
@@ -87,8 +92,8 @@ async def outlasting(
     while True:
         try:
             await call()
-        except _AWAY as exc:
-            if isinstance(exc, ServerError) and exc.status not in (502, 503, 504):
+        except YagnaError as exc:
+            if not _away(exc):
                 raise
             await ride.failed(exc)
             continue
@@ -114,10 +119,10 @@ async def destroy_activity(
             "DestroyActivity",
             within,
         )
-    except _AWAY as exc:
-        logger.info("destroying activity %s: the daemon is away: %s", activity_id, exc)
-        return False
     except YagnaError as exc:
+        if _away(exc):
+            logger.info("destroying activity %s: the daemon is away: %s", activity_id, exc)
+            return False
         logger.info("destroying activity %s: %s", activity_id, exc)
     engine.emit(
         ActivityDestroyed(
