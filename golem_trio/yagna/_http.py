@@ -30,7 +30,6 @@ long polls), so a reply that trickles in byte by byte still ends in time
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -52,6 +51,7 @@ from ._errors import (
     error_for_status,
     remember_secret,
 )
+from ._transport import Http11Transport
 
 __all__ = ["NO_BODY", "HttpLayer"]
 
@@ -72,7 +72,17 @@ _CLOSE_BOUND = 1.0
 #: Connections of the control pool, and so control requests in flight at once.
 _CONTROL_CONNECTIONS = 32
 
+#: Idle connections the long-poll pool keeps.
+_LONG_POLL_IDLE = 64
+
 _MAX_ERROR_TEXT = 2000
+
+
+def _plain_http(config: ApiConfig) -> bool:
+    """Whether every API of ``config`` is reached over ``http://`` (what our own transport
+    speaks; anything else goes through httpx's)."""
+    urls = (config.api_url, config.market_url, config.activity_url, config.payment_url)
+    return all(url is None or url.startswith("http://") for url in (*urls, config.net_url))
 
 
 def _error_message(response: httpx2.Response) -> str | None:
@@ -115,12 +125,38 @@ class HttpLayer:
             "Accept": "application/json",
         }
         timeout = httpx2.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
+        # Calls (control and long polls) go straight to a transport: ours for a plain-HTTP
+        # daemon (see ``_transport``), else the one given (tests) or httpx's. httpx's clients
+        # stay for what needs their whole machinery: event streams and websockets.
+        if transport is not None:
+            self._control_transport = transport
+        elif _plain_http(config):
+            self._control_transport = Http11Transport(max_idle=_CONTROL_CONNECTIONS)
+        else:
+            self._control_transport = httpx2.AsyncHTTPTransport(
+                limits=httpx2.Limits(
+                    max_connections=_CONTROL_CONNECTIONS,
+                    max_keepalive_connections=_CONTROL_CONNECTIONS,
+                ),
+                trust_env=False,
+            )
+        if long_poll_transport is not None:
+            self._poll_transport = long_poll_transport
+        elif transport is not None:
+            self._poll_transport = transport
+        elif _plain_http(config):
+            self._poll_transport = Http11Transport(max_idle=_LONG_POLL_IDLE)
+        else:
+            self._poll_transport = httpx2.AsyncHTTPTransport(
+                limits=httpx2.Limits(
+                    max_connections=None, max_keepalive_connections=_LONG_POLL_IDLE
+                ),
+                trust_env=False,
+            )
         self._control = httpx2.AsyncClient(
             headers=headers,
             timeout=timeout,
             transport=transport,
-            # Every connection kept alive: a cluster starting keeps them all busy, and one
-            # closed after each request costs both sides a new connection the next time.
             limits=httpx2.Limits(
                 max_connections=_CONTROL_CONNECTIONS,
                 max_keepalive_connections=_CONTROL_CONNECTIONS,
@@ -131,12 +167,23 @@ class HttpLayer:
             headers=headers,
             timeout=timeout,
             transport=long_poll_transport if long_poll_transport is not None else transport,
-            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
+            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=_LONG_POLL_IDLE),
             trust_env=False,
         )
-        # Control requests past the pool's connections wait here, in trio's FIFO, not in
-        # httpcore's pool: its queue is scanned on every release, so hundreds of waiters
-        # there (a large cluster starting) cost time quadratic in their number.
+        # The transports made here (given ones belong to whoever gave them).
+        self._owned = [
+            made
+            for made, given in (
+                (self._control_transport, transport),
+                (self._poll_transport, long_poll_transport or transport),
+            )
+            if made is not given
+        ]
+        self._headers = [(name.encode(), value.encode()) for name, value in headers.items()]
+        self._control_timeout = timeout.as_dict()
+        # Control requests past the pool's connections wait here, in trio's FIFO: a pool's
+        # own queue may be scanned on every release (httpx's is), so hundreds of waiters
+        # there (a large cluster starting) would cost time quadratic in their number.
         self._control_slots = trio.CapacityLimiter(_CONTROL_CONNECTIONS)
         self._rng = rng if rng is not None else random.Random()
 
@@ -146,6 +193,8 @@ class HttpLayer:
         with trio.move_on_after(5.0, shield=True):
             await self._control.aclose()
             await self._long.aclose()
+            for owned in self._owned:
+                await owned.aclose()
 
     @overload
     def redact(self, text: str) -> str: ...
@@ -180,7 +229,7 @@ class HttpLayer:
 
     async def _exchange(
         self,
-        client: httpx2.AsyncClient,
+        transport: httpx2.AsyncBaseTransport,
         operation: str,
         method: str,
         path: str,
@@ -190,15 +239,17 @@ class HttpLayer:
         """Send ``request`` and read its whole reply within ``deadline`` seconds, at most
         ``max_reply_size`` bytes of body; the reply comes back read (``.content`` is set).
 
-        Raises :class:`DaemonTimeout` (httpx's phases or the deadline), :class:`ReplyTooLarge`,
-        and httpx's transport errors as they are. Cancellation: a checkpoint; a reply cut
-        short is closed (shielded, bounded).
+        Raises :class:`DaemonTimeout` (the transport's phases or the deadline),
+        :class:`ReplyTooLarge`, and httpx's transport errors as they are. Cancellation: a
+        checkpoint; a reply cut short is closed (shielded, bounded).
         """
         cap = self.config.max_reply_size
         response: httpx2.Response | None = None
+        read = False
         with trio.move_on_after(deadline) as scope:
             try:
-                response = await client.send(request, stream=True)
+                response = await transport.handle_async_request(request)
+                response.request = request
                 announced = response.headers.get("Content-Length", "")
                 if announced.isdigit() and int(announced) > cap:
                     raise ReplyTooLarge(
@@ -209,29 +260,69 @@ class HttpLayer:
                     )
                 chunks: list[bytes] = []
                 size = 0
-                async with contextlib.aclosing(response.aiter_bytes()) as parts:
-                    async for part in parts:
-                        size += len(part)
-                        if size > cap:
-                            raise ReplyTooLarge(
-                                operation,
-                                f"{method} {path}: reply larger than {cap} bytes",
-                                limit=cap,
-                                size=size,
-                            )
-                        chunks.append(part)
+                # The body as sent: no ``Accept-Encoding`` is asked for, so none is decoded.
+                async for part in response.stream:  # type: ignore[union-attr]
+                    size += len(part)
+                    if size > cap:
+                        raise ReplyTooLarge(
+                            operation,
+                            f"{method} {path}: reply larger than {cap} bytes",
+                            limit=cap,
+                            size=size,
+                        )
+                    chunks.append(part)
                 # What ``aread()`` would have stored; the reply is read, as a non-streamed one.
                 response._content = b"".join(chunks)
+                read = True
             finally:
                 if response is not None:
-                    with trio.move_on_after(_CLOSE_BOUND, shield=True):
+                    if read:
                         await response.aclose()
+                    else:
+                        with trio.move_on_after(_CLOSE_BOUND, shield=True):
+                            await response.aclose()
         if scope.cancelled_caught:
             raise DaemonTimeout(
                 operation, f"{method} {path}: the reply did not arrive in full within {deadline} s"
             )
         assert response is not None
         return response
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        long_poll: float | None,
+    ) -> httpx2.Request:
+        """A call's request, as :meth:`build` makes it, without a client's machinery."""
+        all_headers = list(self._headers)
+        if headers:
+            all_headers = [
+                (name, value)
+                for name, value in all_headers
+                if name.decode().lower() not in {key.lower() for key in headers}
+            ]
+            all_headers.extend((name.encode(), value.encode()) for name, value in headers.items())
+        content: bytes | None = None
+        if body is not NO_BODY:
+            content = json.dumps(body, separators=(",", ":")).encode()
+            all_headers.append((b"Content-Type", b"application/json"))
+        clean_params = {k: v for k, v in params.items() if v is not None} if params else None
+        if long_poll is None:
+            timeout = self._control_timeout
+        else:
+            timeout = self.long_poll_timeout(long_poll).as_dict()
+        return httpx2.Request(
+            method,
+            url,
+            params=clean_params or None,
+            headers=all_headers,
+            content=content,
+            extensions={"timeout": timeout},
+        )
 
     def build(
         self,
@@ -295,20 +386,18 @@ class HttpLayer:
         Cancellation: a checkpoint. If cancelled, the request may or may not have reached the
         daemon.
         """
-        client = self.client(long_poll=long_poll is not None)
+        transport = self._control_transport if long_poll is None else self._poll_transport
         policy = self.config.retry
-        path = httpx2.URL(url).path
         attempt = 0
         while True:
-            request = self.build(
-                method, url, body=body, params=params, headers=headers, long_poll=long_poll
-            )
+            request = self._request(method, url, body, params, headers, long_poll)
+            path = request.url.path
             started = time.monotonic()
             try:
-                held = await self._hold_slot(client, operation, method, path)
+                held = await self._hold_slot(long_poll is None, operation, method, path)
                 try:
                     response = await self._exchange(
-                        client, operation, method, path, request, self.deadline(long_poll)
+                        transport, operation, method, path, request, self.deadline(long_poll)
                     )
                 finally:
                     if held:
@@ -326,15 +415,16 @@ class HttpLayer:
                 attempt += 1
                 continue
             status = response.status_code
-            logger.debug(
-                "%s %s %s -> %d in %.3fs",
-                operation,
-                method,
-                path,
-                status,
-                time.monotonic() - started,
-                extra={"operation": operation, "status": status},
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s %s -> %d in %.3fs",
+                    operation,
+                    method,
+                    path,
+                    status,
+                    time.monotonic() - started,
+                    extra={"operation": operation, "status": status},
+                )
             if 200 <= status < 300 or (gone_ok and attempt > 0 and status in (404, 410)):
                 # (A repeated removal that finds the object gone: an earlier attempt went
                 # through before its reply got lost.)
@@ -351,15 +441,13 @@ class HttpLayer:
             await self._backoff(operation, method, path, attempt, f"status {status}")
             attempt += 1
 
-    async def _hold_slot(
-        self, client: httpx2.AsyncClient, operation: str, method: str, path: str
-    ) -> bool:
+    async def _hold_slot(self, control: bool, operation: str, method: str, path: str) -> bool:
         """Take one of the control pool's connections for a request; whether one was taken
         (long polls take none), to release once the reply is read. Waiting is bounded by the
         pool timeout, as httpx bounds its own wait (:class:`DaemonTimeout`).
 
         Cancellation: a checkpoint; if cancelled, nothing was taken."""
-        if client is not self._control:
+        if not control:
             await trio.lowlevel.checkpoint()
             return False
         wait = self.config.timeouts.pool

@@ -1,0 +1,414 @@
+"""The HTTP/1.1 transport to a plain-HTTP daemon, over real loopback sockets: connections are
+reused while they are good and never once they are in doubt (a reply cut short, a daemon that
+asked to close or closed an idle connection, an expired one), replies come back whole however
+they are framed, and a broken daemon is a typed error."""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+from collections.abc import Awaitable, Callable
+
+import h11
+import httpx2
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from golem_trio.yagna import (
+    ApiConfig,
+    DaemonTimeout,
+    DaemonUnreachable,
+    ReplyTooLarge,
+    RetryPolicy,
+    Timeouts,
+)
+from golem_trio.yagna._http import HttpLayer
+from golem_trio.yagna._transport import Http11Transport
+
+APP_KEY = "transport-key-0123456789"
+CAP = 4096
+
+#: How the test daemon answers a request, by the path's first segment.
+MODES = ("length", "chunked", "close", "hang-up-after", "too-large", "head-only-close")
+
+
+class Daemon:
+    """A daemon speaking HTTP/1.1 through h11 that answers ``/MODE/ID`` as ``MODE`` says, with
+    the body ``{"id": ID}``; counts the connections it accepted."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests = 0
+
+    async def __call__(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        conn = h11.Connection(h11.SERVER)
+        async with stream:
+            while True:
+                request = await self._request(conn, stream)
+                if request is None:
+                    return
+                self.requests += 1
+                _, mode, ident = request.target.decode().split("/")[:3]
+                body = json.dumps({"id": ident}).encode()
+                if not await self._answer(conn, stream, mode, body):
+                    return
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    return
+                conn.start_next_cycle()
+
+    async def _request(self, conn: h11.Connection, stream: trio.SocketStream) -> h11.Request | None:
+        request: h11.Request | None = None
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    data = await stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return None
+                conn.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.EndOfMessage):
+                return request
+            elif isinstance(event, h11.ConnectionClosed):
+                return None
+
+    async def _answer(
+        self, conn: h11.Connection, stream: trio.SocketStream, mode: str, body: bytes
+    ) -> bool:
+        """Answer; whether the connection may carry another request."""
+        headers = [("Content-Type", "application/json")]
+        send = stream.send_all
+        try:
+            if mode == "chunked":
+                await send(conn.send(h11.Response(status_code=200, headers=headers)))
+                for start in range(0, len(body), 5):
+                    await send(conn.send(h11.Data(data=body[start : start + 5])))
+                await send(conn.send(h11.EndOfMessage()))
+                return True
+            if mode == "too-large":
+                big = b" " * (CAP * 2) + body
+                headers.append(("Content-Length", str(len(big))))
+                await send(conn.send(h11.Response(status_code=200, headers=headers)))
+                await send(conn.send(h11.Data(data=big)))
+                await send(conn.send(h11.EndOfMessage()))
+                return True
+            if mode == "head-only-close":
+                # A head promising a body that never comes: the daemon dies mid-reply.
+                headers.append(("Content-Length", str(len(body) + 10)))
+                await send(conn.send(h11.Response(status_code=200, headers=headers)))
+                await send(conn.send(h11.Data(data=body)))
+                return False
+            if mode == "close":
+                headers.append(("Connection", "close"))
+            headers.append(("Content-Length", str(len(body))))
+            await send(conn.send(h11.Response(status_code=200, headers=headers)))
+            await send(conn.send(h11.Data(data=body)))
+            await send(conn.send(h11.EndOfMessage()))
+            # "hang-up-after": a daemon whose keep-alive ran out closes without a word.
+            return mode not in ("close", "hang-up-after")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+
+
+async def _serve(
+    nursery: trio.Nursery, handler: Callable[[trio.SocketStream], Awaitable[object]]
+) -> int:
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+    port: int = listeners[0].socket.getsockname()[1]
+    return port
+
+
+def _layer(port: int, **config: object) -> HttpLayer:
+    cfg = ApiConfig(
+        app_key=APP_KEY,
+        api_url=f"http://127.0.0.1:{port}",
+        max_reply_size=CAP,
+        retry=RetryPolicy(max_attempts=1),
+        **config,  # type: ignore[arg-type]
+    )
+    return HttpLayer(cfg, rng=random.Random(1))
+
+
+async def _get(layer: HttpLayer, port: int, mode: str, ident: int, *, safe: bool = True) -> object:
+    url = f"http://127.0.0.1:{port}/{mode}/{ident}"
+    method = "GET" if safe else "POST"
+    body = None if safe else {"n": ident}
+    kwargs: dict[str, object] = {"safe": safe}
+    if body is not None:
+        kwargs["body"] = body
+    return await layer.call_json("op", method, url, dict, **kwargs)
+
+
+@pytest.fixture
+async def daemon(nursery: trio.Nursery) -> tuple[Daemon, int]:
+    handler = Daemon()
+    port = await _serve(nursery, handler)
+    return handler, port
+
+
+async def test_a_plain_http_daemon_gets_the_lean_transport_and_https_gets_httpx() -> None:
+    plain = HttpLayer(ApiConfig(app_key=APP_KEY, api_url="http://127.0.0.1:1"))
+    secure = HttpLayer(ApiConfig(app_key=APP_KEY, api_url="https://127.0.0.1:1"))
+    mixed = HttpLayer(
+        ApiConfig(
+            app_key=APP_KEY, api_url="http://127.0.0.1:1", payment_url="https://127.0.0.1:2/p"
+        )
+    )
+    try:
+        assert isinstance(plain._control_transport, Http11Transport)
+        assert isinstance(plain._poll_transport, Http11Transport)
+        for layer in (secure, mixed):
+            assert isinstance(layer._control_transport, httpx2.AsyncHTTPTransport)
+            assert isinstance(layer._poll_transport, httpx2.AsyncHTTPTransport)
+    finally:
+        for layer in (plain, secure, mixed):
+            await layer.aclose()
+
+
+async def test_one_connection_carries_sequential_calls(daemon: tuple[Daemon, int]) -> None:
+    handler, port = daemon
+    layer = _layer(port)
+    try:
+        for i in range(20):
+            assert await _get(layer, port, "length", i, safe=i % 2 == 0) == {"id": str(i)}
+    finally:
+        await layer.aclose()
+    assert handler.connections == 1
+    assert handler.requests == 20
+
+
+async def test_concurrent_calls_open_what_they_need_and_keep_at_most_max_idle(
+    daemon: tuple[Daemon, int],
+) -> None:
+    handler, port = daemon
+    layer = _layer(port)
+    results: dict[int, object] = {}
+
+    async def one(i: int) -> None:
+        results[i] = await _get(layer, port, "chunked", i)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for i in range(40):
+                nursery.start_soon(one, i)
+        assert results == {i: {"id": str(i)} for i in range(40)}
+        transport = layer._control_transport
+        assert isinstance(transport, Http11Transport)
+        assert 1 <= transport.idle_connections <= 32
+        before = handler.connections
+        for i in range(5):
+            await _get(layer, port, "length", i)
+        assert handler.connections == before  # reused, not reopened
+    finally:
+        await layer.aclose()
+    assert transport.idle_connections == 0
+
+
+@pytest.mark.parametrize("mode", ["close", "hang-up-after"])
+async def test_a_connection_the_daemon_closed_is_not_reused(
+    daemon: tuple[Daemon, int], mode: str
+) -> None:
+    """A daemon that says ``Connection: close``, or closes an idle connection silently (its
+    keep-alive ran out): the next call, even one never repeated (``POST``), goes through on a
+    new connection."""
+    handler, port = daemon
+    layer = _layer(port)
+    try:
+        assert await _get(layer, port, mode, 1) == {"id": "1"}
+        await trio.sleep(0.05)  # the daemon's close reaches us
+        assert await _get(layer, port, "length", 2, safe=False) == {"id": "2"}
+    finally:
+        await layer.aclose()
+    assert handler.connections == 2
+
+
+async def test_an_idle_connection_expires(daemon: tuple[Daemon, int]) -> None:
+    handler, port = daemon
+    layer = _layer(port)
+    transport = Http11Transport(max_idle=4, keepalive_expiry=0.05)
+    layer._control_transport = transport
+    layer._owned.append(transport)
+    try:
+        await _get(layer, port, "length", 1)
+        await _get(layer, port, "length", 2)
+        assert handler.connections == 1
+        await trio.sleep(0.1)
+        await _get(layer, port, "length", 3)
+    finally:
+        await layer.aclose()
+    assert handler.connections == 2
+
+
+async def test_a_reply_cut_short_does_not_leave_its_connection_for_the_next(
+    daemon: tuple[Daemon, int],
+) -> None:
+    handler, port = daemon
+    layer = _layer(port)
+    try:
+        with pytest.raises(ReplyTooLarge):
+            await _get(layer, port, "too-large", 1)
+        # Its body is still on that connection: reusing it would read it as the next reply.
+        assert await _get(layer, port, "length", 2) == {"id": "2"}
+    finally:
+        await layer.aclose()
+    assert handler.connections == 2
+
+
+async def test_a_daemon_dying_mid_reply_is_unreachable(daemon: tuple[Daemon, int]) -> None:
+    handler, port = daemon
+    layer = _layer(port)
+    try:
+        with pytest.raises(DaemonUnreachable, match="op: GET"):
+            await _get(layer, port, "head-only-close", 1)
+        assert await _get(layer, port, "length", 2) == {"id": "2"}
+    finally:
+        await layer.aclose()
+    assert handler.connections == 2
+
+
+async def test_a_call_cancelled_mid_reply_closes_its_connection(nursery: trio.Nursery) -> None:
+    connections = 0
+    first = trio.Event()
+
+    async def slow_then_fast(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        mine = connections
+        async with stream:
+            await stream.receive_some(65536)
+            if mine == 1:
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{")
+                first.set()
+                await trio.sleep_forever()
+            body = b'{"id": "2"}'
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n"
+            await stream.send_all(head.encode() + body)
+            await trio.sleep_forever()
+
+    port = await _serve(nursery, slow_then_fast)
+    layer = _layer(port)
+    try:
+        async with trio.open_nursery() as inner:
+            inner.start_soon(functools.partial(_get, layer, port, "x", 1))
+            await first.wait()
+            inner.cancel_scope.cancel()
+        assert await _get(layer, port, "x", 2) == {"id": "2"}
+    finally:
+        await layer.aclose()
+    assert connections == 2
+
+
+async def test_garbage_for_a_reply_is_a_typed_error(nursery: trio.Nursery) -> None:
+    async def garbage(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.receive_some(65536)
+            await stream.send_all(b"<html>502 Bad Gateway</html>\r\n\r\n")
+
+    port = await _serve(nursery, garbage)
+    layer = _layer(port)
+    try:
+        with pytest.raises(DaemonUnreachable, match="op: GET"):
+            await _get(layer, port, "x", 1)
+    finally:
+        await layer.aclose()
+
+
+async def test_a_reply_head_that_never_ends_is_refused(nursery: trio.Nursery) -> None:
+    async def endless(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.receive_some(65536)
+            await stream.send_all(b"HTTP/1.1 200 OK\r\n")
+            for i in range(20_000):
+                await stream.send_all(f"X-Filler-{i}: {'y' * 40}\r\n".encode())
+
+    port = await _serve(nursery, endless)
+    layer = _layer(port)
+    try:
+        with trio.fail_after(10), pytest.raises(DaemonUnreachable):
+            await _get(layer, port, "x", 1)
+    finally:
+        await layer.aclose()
+
+
+async def test_a_silent_daemon_is_a_read_timeout(nursery: trio.Nursery) -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        async with stream:
+            await trio.sleep_forever()
+
+    port = await _serve(nursery, silent)
+    layer = _layer(port, timeouts=Timeouts(read=0.2))
+    try:
+        with trio.fail_after(5), pytest.raises(DaemonTimeout, match="ReadTimeout"):
+            await _get(layer, port, "x", 1)
+    finally:
+        await layer.aclose()
+
+
+async def test_a_closed_transport_refuses_calls() -> None:
+    transport = Http11Transport(max_idle=1)
+    await transport.aclose()
+    with pytest.raises(httpx2.ConnectError):
+        await transport.handle_async_request(httpx2.Request("GET", "http://127.0.0.1:1/"))
+    with pytest.raises(httpx2.UnsupportedProtocol):
+        await Http11Transport(max_idle=1).handle_async_request(
+            httpx2.Request("GET", "https://127.0.0.1:1/")
+        )
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    plan=st.lists(
+        st.tuples(st.sampled_from(MODES), st.booleans(), st.integers(0, 3)),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_every_call_gets_its_own_reply_whatever_came_before(
+    plan: list[tuple[str, bool, int]],
+) -> None:
+    """Any sequence of replies framed any way, cut short, closed or hung up on, with calls
+    alone or several at once: every whole reply reaches the call that asked for it, and every
+    broken one is a typed error of that call only."""
+
+    async def one(
+        layer: HttpLayer, port: int, outcomes: dict[int, object], i: int, mode: str, safe: bool
+    ) -> None:
+        try:
+            outcomes[i] = await _get(layer, port, mode, i, safe=safe)
+        except (ReplyTooLarge, DaemonUnreachable) as exc:
+            outcomes[i] = type(exc)
+
+    async def main() -> None:
+        handler = Daemon()
+        async with trio.open_nursery() as nursery:
+            port = await _serve(nursery, handler)
+            layer = _layer(port)
+            try:
+                for step, (mode, safe, beside) in enumerate(plan):
+                    outcomes: dict[int, object] = {}
+
+                    async with trio.open_nursery() as calls:
+                        calls.start_soon(one, layer, port, outcomes, step * 10, mode, safe)
+                        for k in range(beside):
+                            calls.start_soon(
+                                one, layer, port, outcomes, step * 10 + k + 1, "length", safe
+                            )
+                    assert outcomes.pop(step * 10) == {
+                        "too-large": ReplyTooLarge,
+                        "head-only-close": DaemonUnreachable,
+                    }.get(mode, {"id": str(step * 10)})
+                    assert outcomes == {i: {"id": str(i)} for i in outcomes}
+                    if mode in ("close", "hang-up-after"):
+                        await trio.sleep(0.01)  # the daemon's close reaches us
+            finally:
+                await layer.aclose()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
