@@ -19,11 +19,10 @@ from typing import Any
 import attrs
 import httpx2
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from ._server import serve_asgi
 from .emulator import (
     ActivityState,
     Daemon,
@@ -330,7 +329,7 @@ async def open_localnet(
 
     ``runtime`` makes the exe-unit of each activity (default: a scripted runtime with no
     scripts, where every ``run`` fails as "command not found"). With ``serve=True`` the daemon
-    is served by hypercorn's trio worker on ``host:port`` (``0``: any free port) and
+    is served over HTTP/1.1 (:mod:`._server`) on ``host:port`` (``0``: any free port) and
     ``LocalNet.url`` says where. ``faults`` is the fault plan (default: none); faults can
     also be triggered by hand through ``LocalNet.faults``.
 
@@ -370,12 +369,7 @@ async def open_localnet(
         if fault_handle.needs_scheduler():
             await nursery.start(fault_handle.run)
         if serve:
-            config = HypercornConfig()
-            config.bind = [f"{host}:{port}"]
-            config.accesslog = None
-            config.errorlog = _http_log
-            config.graceful_timeout = 0.5
-            binds = await nursery.start(hypercorn_serve, net.app, config)
+            binds = await nursery.start(serve_asgi, net.app, host, port)
             net.url = binds[0]
             logger.info("LocalNet serves the daemon API at %s", net.url)
         yield net

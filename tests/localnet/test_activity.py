@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -14,10 +13,9 @@ import httpx2
 import pytest
 import trio
 import trio.testing
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 from starlette.applications import Starlette
 
+from golem_trio.localnet._server import serve_asgi
 from golem_trio.localnet.emulator import (
     ActivityState,
     Daemon,
@@ -504,13 +502,8 @@ async def test_errors_are_shaped_as_the_daemon_shapes_them(
 
 @pytest.fixture
 async def served(setup: Setup) -> AsyncIterator[str]:
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("golem_trio.localnet.test")
-    config.graceful_timeout = 0.5
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, setup.app, config)
+        binds = await nursery.start(serve_asgi, setup.app, "127.0.0.1", 0)
         yield binds[0]
         nursery.cancel_scope.cancel()
 

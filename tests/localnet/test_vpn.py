@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import logging
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -15,10 +14,9 @@ import httpx2
 import pytest
 import trio
 from httpx2.websockets import WebSocketDisconnect, WebSocketUpgradeError
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 from starlette.applications import Starlette
 
+from golem_trio.localnet._server import serve_asgi
 from golem_trio.localnet.emulator import (
     Activity,
     ActivityState,
@@ -337,13 +335,8 @@ class Service:
 
 @pytest.fixture
 async def served(setup: Setup) -> AsyncIterator[str]:
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("golem_trio.localnet.test")
-    config.graceful_timeout = 0.5
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, setup.app, config)
+        binds = await nursery.start(serve_asgi, setup.app, "127.0.0.1", 0)
         yield binds[0]
         nursery.cancel_scope.cancel()
 
@@ -514,13 +507,9 @@ async def test_bridge_to_an_activitys_handed_off_port(setup: Setup) -> None:
     activities = ActivityState(daemon, MarketState(daemon), lambda ctx: ScriptedRuntime({}))
     vpn = VpnState(daemon, activities)
     app = build_app(daemon, vpn_routes(daemon, vpn))
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.graceful_timeout = 0.5
     async with trio.open_nursery() as nursery:
         service = await start_service(nursery, "echo")
-        binds = await nursery.start(serve, app, config)
+        binds = await nursery.start(serve_asgi, app, "127.0.0.1", 0)
         activity = Activity("a1", "agr", me, PROVIDER, VpnRuntime({80: service.port}))
         activity.state = ExeUnitState.READY
         activities.activities["a1"] = activity
