@@ -30,6 +30,7 @@ long polls), so a reply that trickles in byte by byte still ends in time
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -37,6 +38,7 @@ import random
 import time
 from collections.abc import Mapping
 from typing import Any, Final, overload
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx2
 import trio
@@ -51,7 +53,7 @@ from ._errors import (
     error_for_status,
     remember_secret,
 )
-from ._transport import Http11Transport
+from ._transport import BodyTooLarge, Call, Http11Transport
 
 __all__ = ["NO_BODY", "HttpLayer"]
 
@@ -78,6 +80,20 @@ _LONG_POLL_IDLE = 64
 _MAX_ERROR_TEXT = 2000
 
 
+#: Characters left as they are in a path: httpx's choice (the WHATWG path percent-encode set's
+#: complement in printable ASCII), so both transports send the same target.
+_PATH_SAFE = "".join(chr(i) for i in range(0x21, 0x7F) if chr(i) not in '"#<>?`{}')
+
+
+def _query_value(value: Any) -> str:
+    """A query parameter's text, as httpx writes it (``true``/``false`` for booleans)."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
 def _plain_http(config: ApiConfig) -> bool:
     """Whether every API of ``config`` is reached over ``http://`` (what our own transport
     speaks; anything else goes through httpx's)."""
@@ -87,7 +103,12 @@ def _plain_http(config: ApiConfig) -> bool:
 
 def _error_message(response: httpx2.Response) -> str | None:
     """What the daemon said: JSON ``message``, RFC 7807 ``detail``/``title``, or plain text."""
-    text = response.text.strip()
+    return _error_text(response.content, response.encoding or "utf-8")
+
+
+def _error_text(content: bytes, encoding: str = "utf-8") -> str | None:
+    """What the daemon said in ``content`` (see :func:`_error_message`)."""
+    text = content.decode(encoding, "replace").strip()
     if not text:
         return None
     try:
@@ -235,9 +256,9 @@ class HttpLayer:
         path: str,
         request: httpx2.Request,
         deadline: float,
-    ) -> httpx2.Response:
+    ) -> tuple[int, bytes]:
         """Send ``request`` and read its whole reply within ``deadline`` seconds, at most
-        ``max_reply_size`` bytes of body; the reply comes back read (``.content`` is set).
+        ``max_reply_size`` bytes of body; the reply's status and body.
 
         Raises :class:`DaemonTimeout` (the transport's phases or the deadline),
         :class:`ReplyTooLarge`, and httpx's transport errors as they are. Cancellation: a
@@ -286,7 +307,80 @@ class HttpLayer:
                 operation, f"{method} {path}: the reply did not arrive in full within {deadline} s"
             )
         assert response is not None
-        return response
+        return response.status_code, response.content
+
+    async def _fetch(
+        self,
+        transport: Http11Transport,
+        operation: str,
+        method: str,
+        path: str,
+        call: Call,
+        deadline: float,
+    ) -> tuple[int, bytes]:
+        """:meth:`_exchange` through our own transport, without httpx's objects."""
+        cap = self.config.max_reply_size
+        status_content: tuple[int, bytes] | None = None
+        with trio.move_on_after(deadline) as scope:
+            try:
+                status_content = await transport.fetch(call, cap)
+            except BodyTooLarge as exc:
+                if exc.announced:
+                    message = f"{method} {path}: reply of {exc.size} bytes, more than {cap}"
+                else:
+                    message = f"{method} {path}: reply larger than {cap} bytes"
+                raise ReplyTooLarge(operation, message, limit=cap, size=exc.size) from None
+        if scope.cancelled_caught or status_content is None:
+            raise DaemonTimeout(
+                operation, f"{method} {path}: the reply did not arrive in full within {deadline} s"
+            )
+        return status_content
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        long_poll: float | None,
+    ) -> tuple[Call, str]:
+        """A call's request for our own transport, and its path (for messages): the same
+        bytes :meth:`_request` would send."""
+        parts = urlsplit(url)
+        path = parts.path or "/"
+        target = quote(path, safe=_PATH_SAFE)
+        if parts.query:
+            target += "?" + parts.query
+        if params:
+            query = urlencode([(k, _query_value(v)) for k, v in params.items() if v is not None])
+            if query:
+                target += ("&" if parts.query else "?") + query
+        all_headers = [(b"Host", parts.netloc.encode("ascii")), *self._headers]
+        if headers:
+            names = {key.lower() for key in headers}
+            all_headers = [(k, v) for k, v in all_headers if k.decode().lower() not in names]
+            all_headers.extend((k.encode(), v.encode()) for k, v in headers.items())
+        content = b""
+        if body is not NO_BODY:
+            content = json.dumps(body, separators=(",", ":")).encode()
+            all_headers.append((b"Content-Type", b"application/json"))
+            all_headers.append((b"Content-Length", str(len(content)).encode()))
+        elif method in ("POST", "PUT", "PATCH"):
+            all_headers.append((b"Content-Length", b"0"))
+        t = self.config.timeouts
+        read = t.read if long_poll is None else long_poll + t.long_poll_margin
+        call = Call(
+            method=method.encode("ascii"),
+            origin=(parts.hostname or "", parts.port or 80),
+            target=target.encode("ascii"),
+            headers=all_headers,
+            content=content,
+            connect=t.connect,
+            write=t.write,
+            read=read,
+        )
+        return call, path
 
     def _request(
         self,
@@ -371,8 +465,9 @@ class HttpLayer:
         long_poll: float | None = None,
         gone_ok: bool = False,
         retry_408: bool = False,
-    ) -> httpx2.Response:
-        """Send one operation's request, retrying per the rules above; return a 2xx response.
+    ) -> bytes:
+        """Send one operation's request, retrying per the rules above; the body of its 2xx
+        reply.
 
         ``long_poll`` is the wait (s) the daemon was asked for: the read timeout grows by it and
         the request goes on the long-poll pool. ``retry_408`` retries a 408 (event long polls
@@ -390,15 +485,28 @@ class HttpLayer:
         policy = self.config.retry
         attempt = 0
         while True:
-            request = self._request(method, url, body, params, headers, long_poll)
-            path = request.url.path
             started = time.monotonic()
+            if isinstance(transport, Http11Transport):
+                call, path = self._call(method, url, body, params, headers, long_poll)
+                exchange = functools.partial(
+                    self._fetch, transport, operation, method, path, call, self.deadline(long_poll)
+                )
+            else:
+                request = self._request(method, url, body, params, headers, long_poll)
+                path = request.url.path
+                exchange = functools.partial(
+                    self._exchange,
+                    transport,
+                    operation,
+                    method,
+                    path,
+                    request,
+                    self.deadline(long_poll),
+                )
             try:
                 held = await self._hold_slot(long_poll is None, operation, method, path)
                 try:
-                    response = await self._exchange(
-                        transport, operation, method, path, request, self.deadline(long_poll)
-                    )
+                    status, content = await exchange()
                 finally:
                     if held:
                         self._control_slots.release()
@@ -414,7 +522,6 @@ class HttpLayer:
                 await self._backoff(operation, method, path, attempt, failure)
                 attempt += 1
                 continue
-            status = response.status_code
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "%s %s %s -> %d in %.3fs",
@@ -428,13 +535,13 @@ class HttpLayer:
             if 200 <= status < 300 or (gone_ok and attempt > 0 and status in (404, 410)):
                 # (A repeated removal that finds the object gone: an earlier attempt went
                 # through before its reply got lost.)
-                return response
+                return content
             retryable = (safe and (status >= 500 or (retry_408 and status == 408))) or status == 503
             if not retryable or attempt + 1 >= policy.max_attempts:
                 raise error_for_status(status)(
                     operation,
                     status=status,
-                    message=self.redact(_error_message(response)),
+                    message=self.redact(_error_text(content)),
                     method=method,
                     path=path,
                 )
@@ -482,14 +589,13 @@ class HttpLayer:
         **kwargs: Any,
     ) -> Any:
         """:meth:`call`, then decode the JSON reply into ``result`` (a type)."""
-        response = await self.call(operation, method, url, **kwargs)
-        return decode(operation, parse_json(operation, response), result)
+        content = await self.call(operation, method, url, **kwargs)
+        return decode(operation, parse_json(operation, content), result)
 
 
-def parse_json(operation: str, response: httpx2.Response) -> Any:
+def parse_json(operation: str, content: bytes) -> Any:
     """The JSON body of a reply (``None`` for an empty one); :class:`DecodeError` if it is not
     JSON."""
-    content = response.content
     if not content.strip():
         return None
     try:

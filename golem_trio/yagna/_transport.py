@@ -23,11 +23,12 @@ import select
 import time
 from typing import Final
 
+import attrs
 import h11
 import httpx2
 import trio
 
-__all__ = ["Http11Transport"]
+__all__ = ["BodyTooLarge", "Call", "Http11Transport"]
 
 #: Bytes asked of the socket per read.
 _READ_SIZE: Final = 65536
@@ -40,6 +41,32 @@ _Origin = tuple[str, int]
 def _timeout(request: httpx2.Request, phase: str) -> float:
     value = request.extensions.get("timeout", {}).get(phase)
     return float("inf") if value is None else float(value)
+
+
+class BodyTooLarge(Exception):
+    """A reply body over the cap :meth:`Http11Transport.fetch` was given (``size``: what the
+    reply announced, or what was read when it passed the cap)."""
+
+    def __init__(self, size: int, *, announced: bool) -> None:
+        super().__init__(size)
+        self.size = size
+        self.announced = announced
+
+
+@attrs.frozen
+class Call:
+    """One request as :meth:`Http11Transport.fetch` sends it: the ``origin`` (host, port),
+    ``target`` (path and query, encoded), every header (``Host`` included) and the body, with
+    the timeouts (s) of connecting, writing the request and each read of the reply."""
+
+    method: bytes
+    origin: tuple[str, int]
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    content: bytes
+    connect: float
+    write: float
+    read: float
 
 
 class _Connection:
@@ -179,42 +206,89 @@ class Http11Transport(httpx2.AsyncBaseTransport):
         url = request.url
         if url.scheme != "http":
             raise httpx2.UnsupportedProtocol(f"only http:// URLs, not {url.scheme}://")
-        if self._closed:
-            raise httpx2.ConnectError("the transport is closed")
         origin = (url.host, url.port or 80)
-        connection = self._take(origin)
-        if connection is None:
-            connection = await self._connect(origin, _timeout(request, "connect"))
-        else:
-            await trio.lowlevel.checkpoint()
+        parts = [chunk async for chunk in request.stream]  # type: ignore[union-attr]
+        head = h11.Request(
+            method=request.method, target=request.url.raw_path, headers=request.headers.raw
+        )
+        connection = await self._open(origin, _timeout(request, "connect"))
         try:
-            head = await self._exchange(connection, request)
+            reply = await self._exchange(
+                connection,
+                head,
+                b"".join(parts),
+                _timeout(request, "write"),
+                _timeout(request, "read"),
+            )
         except BaseException:
             connection.close()
             raise
         body = _Body(self, origin, connection, _timeout(request, "read"))
         return httpx2.Response(
-            head.status_code,
-            headers=head.headers,
+            reply.status_code,
+            headers=reply.headers,
             stream=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reply.reason},
         )
 
-    async def _exchange(self, connection: _Connection, request: httpx2.Request) -> h11.Response:
+    async def fetch(self, call: Call, cap: int) -> tuple[int, bytes]:
+        """Send ``call`` and read its whole reply: its status and body, without httpx's
+        request and response objects (what the client's calls need, at a fraction of the
+        cost). Raises :class:`BodyTooLarge` for a body over ``cap`` bytes, announced or
+        read, and httpx's transport errors as :meth:`handle_async_request` does."""
+        connection = await self._open(call.origin, call.connect)
+        try:
+            head = h11.Request(method=call.method, target=call.target, headers=call.headers)
+            reply = await self._exchange(connection, head, call.content, call.write, call.read)
+            for name, value in reply.headers:
+                if name == b"content-length" and int(value) > cap:
+                    raise BodyTooLarge(int(value), announced=True)
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                event = await connection.event(call.read)
+                if isinstance(event, h11.Data):
+                    size += len(event.data)
+                    if size > cap:
+                        raise BodyTooLarge(size, announced=False)
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                else:  # pragma: no cover - h11 yields only Data then EndOfMessage here
+                    raise httpx2.RemoteProtocolError(f"unexpected {type(event).__name__}")
+        except BaseException:
+            connection.close()
+            raise
+        self._release(call.origin, connection)
+        return reply.status_code, b"".join(chunks)
+
+    async def _open(self, origin: _Origin, connect_timeout: float) -> _Connection:
+        """An idle connection to ``origin``, or a new one (a checkpoint either way)."""
+        if self._closed:
+            raise httpx2.ConnectError("the transport is closed")
+        connection = self._take(origin)
+        if connection is None:
+            return await self._connect(origin, connect_timeout)
+        await trio.lowlevel.checkpoint()
+        return connection
+
+    async def _exchange(
+        self,
+        connection: _Connection,
+        head: h11.Request,
+        content: bytes,
+        write_timeout: float,
+        read_timeout: float,
+    ) -> h11.Response:
         state = connection.h11
-        head = h11.Request(
-            method=request.method, target=request.url.raw_path, headers=request.headers.raw
-        )
         # The whole request in one write: head, body and end of message.
-        parts = [state.send(head)]
-        async for chunk in request.stream:  # type: ignore[union-attr]
-            if chunk:
-                parts.append(state.send(h11.Data(data=chunk)))
-        parts.append(state.send(h11.EndOfMessage()))
-        await connection.send(b"".join(part for part in parts if part), _timeout(request, "write"))
-        read = _timeout(request, "read")
+        data = state.send(head) or b""
+        if content:
+            data += state.send(h11.Data(data=content)) or b""
+        data += state.send(h11.EndOfMessage()) or b""
+        await connection.send(data, write_timeout)
         while True:
-            event = await connection.event(read)
+            event = await connection.event(read_timeout)
             if isinstance(event, h11.Response):
                 return event
             if not isinstance(event, h11.InformationalResponse):  # pragma: no cover

@@ -25,7 +25,7 @@ from golem_trio.yagna import (
     RetryPolicy,
     Timeouts,
 )
-from golem_trio.yagna._http import HttpLayer
+from golem_trio.yagna._http import NO_BODY, HttpLayer
 from golem_trio.yagna._transport import Http11Transport
 
 APP_KEY = "transport-key-0123456789"
@@ -412,3 +412,67 @@ def test_every_call_gets_its_own_reply_whatever_came_before(
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+# Path segments as the client's URLs have them (ids, addresses, names), any printable ASCII
+# but the URL's own delimiters and '%' (the client never puts an escape in a path itself).
+_segment = st.text(
+    alphabet=st.sampled_from([chr(i) for i in range(0x20, 0x7F) if chr(i) not in "/?#%"]),
+    min_size=1,
+    max_size=12,
+).filter(lambda s: s not in (".", ".."))
+_param_value = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(0, 1e6, allow_nan=False),
+    st.text(max_size=20),
+)
+
+
+#: Only shapes requests (never sends): one for every example.
+_SHAPER = HttpLayer(ApiConfig(app_key=APP_KEY, api_url="http://127.0.0.1:5000"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+    segments=st.lists(_segment, min_size=1, max_size=4),
+    params=st.dictionaries(
+        st.sampled_from(["timeout", "maxEvents", "afterTimestamp", "a b"]), _param_value
+    ),
+    body=st.one_of(
+        st.just(NO_BODY), st.none(), st.dictionaries(st.text(max_size=5), st.integers())
+    ),
+    accept=st.sampled_from([None, "text/event-stream"]),
+    long_poll=st.sampled_from([None, 5.0]),
+)
+def test_the_direct_path_sends_what_httpx_would(
+    method: str,
+    segments: list[str],
+    params: dict[str, object],
+    body: object,
+    accept: str | None,
+    long_poll: float | None,
+) -> None:
+    """Our transport's calls skip httpx's request objects: they must still put the same bytes
+    on the wire (target, headers, body) and the same timeouts."""
+    layer = _SHAPER
+    url = "http://127.0.0.1:5000/" + "/".join(segments)
+    headers = None if accept is None else {"Accept": accept}
+    call, path = layer._call(method, url, body, params, headers, long_poll)
+    request = layer._request(method, url, body, params, headers, long_poll)
+    assert call.method.decode() == request.method
+    assert call.origin == (request.url.host, request.url.port)
+    assert call.target == request.url.raw_path
+    assert path == request.url.path
+    assert sorted((k.lower(), v) for k, v in call.headers) == sorted(
+        (k.lower(), v) for k, v in request.headers.raw
+    )
+    assert call.content == request.read()
+    timeout = request.extensions["timeout"]
+    assert (call.connect, call.write, call.read) == (
+        timeout["connect"],
+        timeout["write"],
+        timeout["read"],
+    )
