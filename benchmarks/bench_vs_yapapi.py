@@ -27,15 +27,15 @@ machine's monotonic clock, which this script collects:
 
 Ratios are yapapi's figure over golem-trio's (above 1: golem-trio is cheaper or faster).
 With ``--real`` the same runs go against real yagna daemons (``open_yagna_localnet``, one node,
-payments on a local chain) at N in 10 and 30; there LocalNet's figures count only its Python
-process and no requests.
+payments on a local chain) at N in 10 and 30 (``--real-sizes`` for others, 100 included);
+there LocalNet's figures count only its Python process and no requests.
 
 Timing: the default (N 10 and 100, one run each, 20 s idle) takes about two minutes on a
 2-core machine; ``--sizes 10 100 300 1000`` about ten more (yapapi's bring-up of 1000
 instances dominates).
 
     .venv/bin/python benchmarks/bench_vs_yapapi.py [--sizes 10 100 300 1000] [--runs 1]
-        [--idle 20] [--real] [--json PATH]
+        [--idle 20] [--real [--real-sizes 10 30 100]] [--json PATH]
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     yapapi = yapapi_python()
     plan = [("emulator", n) for n in args.sizes]
     if args.real:
-        plan += [("yagna", n) for n in REAL_SIZES]
+        plan += [("yagna", n) for n in args.real_sizes]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-vs-yapapi-") as tmp:
         gftp = gftp_stub_dir(pathlib.Path(tmp) / "gftp-bin")
@@ -308,7 +308,14 @@ def cli() -> None:
     parser.add_argument("--runs", type=int, default=1, help="runs per SDK and N")
     parser.add_argument("--idle", type=float, default=20.0, help="idle window (s)")
     parser.add_argument(
-        "--real", action="store_true", help="also against real yagna daemons, N in 10 and 30"
+        "--real-sizes",
+        type=int,
+        nargs="+",
+        default=list(REAL_SIZES),
+        help="values of N against real daemons (default: 10 30; 100 takes a few minutes more)",
+    )
+    parser.add_argument(
+        "--real", action="store_true", help="also against real yagna daemons (--real-sizes)"
     )
     parser.add_argument(
         "--sdks", nargs="+", choices=SDKS, default=list(SDKS), help="which SDKs to run"
