@@ -94,6 +94,19 @@ def _query_value(value: Any) -> str:
     return str(value)
 
 
+def _pool_transport(
+    config: ApiConfig, *, connections: int | None, idle: int
+) -> httpx2.AsyncBaseTransport:
+    """A pool's transport when none is given: ours for a plain-HTTP daemon, httpx's for
+    anything else (at most ``connections`` at once, ``idle`` kept alive)."""
+    if _plain_http(config):
+        return Http11Transport(max_idle=idle)
+    return httpx2.AsyncHTTPTransport(
+        limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=idle),
+        trust_env=False,
+    )
+
+
 def _plain_http(config: ApiConfig) -> bool:
     """Whether every API of ``config`` is reached over ``http://`` (what our own transport
     speaks; anything else goes through httpx's)."""
@@ -146,34 +159,31 @@ class HttpLayer:
             "Accept": "application/json",
         }
         timeout = httpx2.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
-        # Calls (control and long polls) go straight to a transport: ours for a plain-HTTP
-        # daemon (see ``_transport``), else the one given (tests) or httpx's. httpx's clients
-        # stay for what needs their whole machinery: event streams and websockets.
-        if transport is not None:
-            self._control_transport = transport
-        elif _plain_http(config):
-            self._control_transport = Http11Transport(max_idle=_CONTROL_CONNECTIONS)
-        else:
-            self._control_transport = httpx2.AsyncHTTPTransport(
-                limits=httpx2.Limits(
-                    max_connections=_CONTROL_CONNECTIONS,
-                    max_keepalive_connections=_CONTROL_CONNECTIONS,
-                ),
-                trust_env=False,
+        # Calls (control and long polls) go straight to a transport: the one given (tests), else
+        # one of our own making (see ``_pool_transport``). httpx's clients stay for what needs
+        # their whole machinery: event streams and websockets.
+        given_poll = long_poll_transport if long_poll_transport is not None else transport
+        self._control_transport = (
+            transport
+            if transport is not None
+            else _pool_transport(
+                config, connections=_CONTROL_CONNECTIONS, idle=_CONTROL_CONNECTIONS
             )
-        if long_poll_transport is not None:
-            self._poll_transport = long_poll_transport
-        elif transport is not None:
-            self._poll_transport = transport
-        elif _plain_http(config):
-            self._poll_transport = Http11Transport(max_idle=_LONG_POLL_IDLE)
-        else:
-            self._poll_transport = httpx2.AsyncHTTPTransport(
-                limits=httpx2.Limits(
-                    max_connections=None, max_keepalive_connections=_LONG_POLL_IDLE
-                ),
-                trust_env=False,
+        )
+        self._poll_transport = (
+            given_poll
+            if given_poll is not None
+            else _pool_transport(config, connections=None, idle=_LONG_POLL_IDLE)
+        )
+        # The transports made here (given ones belong to whoever gave them).
+        self._owned = [
+            made
+            for made, given in (
+                (self._control_transport, transport),
+                (self._poll_transport, given_poll),
             )
+            if given is None
+        ]
         self._control = httpx2.AsyncClient(
             headers=headers,
             timeout=timeout,
@@ -191,15 +201,6 @@ class HttpLayer:
             limits=httpx2.Limits(max_connections=None, max_keepalive_connections=_LONG_POLL_IDLE),
             trust_env=False,
         )
-        # The transports made here (given ones belong to whoever gave them).
-        self._owned = [
-            made
-            for made, given in (
-                (self._control_transport, transport),
-                (self._poll_transport, long_poll_transport or transport),
-            )
-            if made is not given
-        ]
         self._headers = [(name.encode(), value.encode()) for name, value in headers.items()]
         self._control_timeout = timeout.as_dict()
         # Control requests past the pool's connections wait here, in trio's FIFO: a pool's
