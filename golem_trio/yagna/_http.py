@@ -96,7 +96,7 @@ def _query_value(value: Any) -> str:
 
 def _pool_transport(
     config: ApiConfig, *, connections: int | None, idle: int
-) -> httpx2.AsyncBaseTransport:
+) -> httpx2.AsyncBaseTransport | Http11Transport:
     """A pool's transport when none is given: ours for a plain-HTTP daemon, httpx's for
     anything else (at most ``connections`` at once, ``idle`` kept alive)."""
     if _plain_http(config):

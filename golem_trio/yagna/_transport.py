@@ -10,11 +10,12 @@ closed by the daemon meanwhile) or opens a new one; a reply read to its end give
 connection back; anything else (an error, a cancellation, a reply cut short, a daemon that
 asked to close) closes it.
 
-Only ``http://`` URLs: the daemon's API is plain HTTP (``HttpLayer`` keeps httpx's transport
-for ``https://``). Failures surface as httpx's exceptions, as httpx's transport raises them,
-so the layer above cannot tell the two transports apart: ``ConnectError``/``ConnectTimeout``
-(nothing was sent), ``WriteError``/``WriteTimeout``, ``ReadError``/``ReadTimeout``,
-``RemoteProtocolError`` (the daemon closed the connection or broke the protocol).
+Only plain HTTP: the daemon's API is ``http://`` (``HttpLayer`` keeps httpx's transport for
+``https://``, and for event streams and websockets). Failures surface as httpx's exceptions,
+as httpx's transport raises them, so the layer above treats both transports alike:
+``ConnectError``/``ConnectTimeout`` (nothing was sent), ``WriteError``/``WriteTimeout``,
+``ReadError``/``ReadTimeout``, ``RemoteProtocolError`` (the daemon closed the connection or
+broke the protocol).
 """
 
 from __future__ import annotations
@@ -36,11 +37,6 @@ _READ_SIZE: Final = 65536
 _MAX_HEAD: Final = 64 * 1024
 
 _Origin = tuple[str, int]
-
-
-def _timeout(request: httpx2.Request, phase: str) -> float:
-    value = request.extensions.get("timeout", {}).get(phase)
-    return float("inf") if value is None else float(value)
 
 
 class BodyTooLarge(Exception):
@@ -141,55 +137,9 @@ class _Connection:
         return event  # type: ignore[return-value]
 
 
-class _Body(httpx2.AsyncByteStream):
-    """A reply's body as it arrives; gives the connection back once read to the end."""
-
-    def __init__(
-        self,
-        transport: Http11Transport,
-        origin: _Origin,
-        connection: _Connection,
-        read_timeout: float,
-    ) -> None:
-        self._transport = transport
-        self._origin = origin
-        self._connection: _Connection | None = connection
-        self._read_timeout = read_timeout
-
-    def __aiter__(self) -> _Body:
-        return self
-
-    async def __anext__(self) -> bytes:
-        connection = self._connection
-        if connection is None:
-            raise StopAsyncIteration
-        try:
-            event = await connection.event(self._read_timeout)
-        except BaseException:
-            self._drop()
-            raise
-        if isinstance(event, h11.Data):
-            return bytes(event.data)
-        self._connection = None
-        if isinstance(event, h11.EndOfMessage):
-            self._transport._release(self._origin, connection)
-            raise StopAsyncIteration
-        connection.close()  # pragma: no cover - h11 yields only Data then EndOfMessage here
-        raise httpx2.RemoteProtocolError(f"unexpected {type(event).__name__}")
-
-    def _drop(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-    async def aclose(self) -> None:
-        # A body not read to its end leaves the connection mid-reply: it cannot be reused.
-        self._drop()
-        await trio.lowlevel.checkpoint()
-
-
-class Http11Transport(httpx2.AsyncBaseTransport):
-    """An httpx transport for ``http://`` URLs (see the module's notes).
+class Http11Transport:
+    """The connection pool and HTTP/1.1 exchange of the client's calls to a plain-HTTP daemon
+    (see the module's notes); :meth:`fetch` sends one :class:`Call`.
 
     ``max_idle``: idle connections kept per origin (more are closed as they come back);
     ``keepalive_expiry``: seconds an idle connection stays usable (below the daemon's own
@@ -202,40 +152,10 @@ class Http11Transport(httpx2.AsyncBaseTransport):
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._closed = False
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        url = request.url
-        if url.scheme != "http":
-            raise httpx2.UnsupportedProtocol(f"only http:// URLs, not {url.scheme}://")
-        origin = (url.host, url.port or 80)
-        parts = [chunk async for chunk in request.stream]  # type: ignore[union-attr]
-        head = h11.Request(
-            method=request.method, target=request.url.raw_path, headers=request.headers.raw
-        )
-        connection = await self._open(origin, _timeout(request, "connect"))
-        try:
-            reply = await self._exchange(
-                connection,
-                head,
-                b"".join(parts),
-                _timeout(request, "write"),
-                _timeout(request, "read"),
-            )
-        except BaseException:
-            connection.close()
-            raise
-        body = _Body(self, origin, connection, _timeout(request, "read"))
-        return httpx2.Response(
-            reply.status_code,
-            headers=reply.headers,
-            stream=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reply.reason},
-        )
-
     async def fetch(self, call: Call, cap: int) -> tuple[int, bytes]:
-        """Send ``call`` and read its whole reply: its status and body, without httpx's
-        request and response objects (what the client's calls need, at a fraction of the
-        cost). Raises :class:`BodyTooLarge` for a body over ``cap`` bytes, announced or
-        read, and httpx's transport errors as :meth:`handle_async_request` does."""
+        """Send ``call`` and read its whole reply: its status and body. Raises
+        :class:`BodyTooLarge` for a body over ``cap`` bytes, announced or read, and httpx's
+        transport errors (see the module's notes)."""
         connection = await self._open(call.origin, call.connect)
         try:
             head = h11.Request(method=call.method, target=call.target, headers=call.headers)

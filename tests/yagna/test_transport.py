@@ -349,15 +349,14 @@ async def test_a_silent_daemon_is_a_read_timeout(nursery: trio.Nursery) -> None:
         await layer.aclose()
 
 
-async def test_a_closed_transport_refuses_calls() -> None:
-    transport = Http11Transport(max_idle=1)
-    await transport.aclose()
-    with pytest.raises(httpx2.ConnectError):
-        await transport.handle_async_request(httpx2.Request("GET", "http://127.0.0.1:1/"))
-    with pytest.raises(httpx2.UnsupportedProtocol):
-        await Http11Transport(max_idle=1).handle_async_request(
-            httpx2.Request("GET", "https://127.0.0.1:1/")
-        )
+async def test_a_closed_transport_refuses_calls(daemon: tuple[Daemon, int]) -> None:
+    handler, port = daemon
+    layer = _layer(port)
+    await _get(layer, port, "length", 1)
+    await layer.aclose()
+    with pytest.raises(DaemonUnreachable, match="closed"):
+        await _get(layer, port, "length", 2)
+    assert handler.requests == 1
 
 
 @settings(
