@@ -137,11 +137,10 @@ class _Connection:
         self.client = _address(sock.getpeername())
 
     async def _receive(self, wait: float) -> bool:
-        """Read once into h11 (within ``wait`` s); ``False`` when nothing came in time."""
-        data = b""
+        """Read once into h11 (within ``wait`` s; a client gone reads as the end of its
+        stream); ``False`` when nothing came in time."""
         with trio.move_on_after(wait):
-            data = await self.stream.receive_some(_READ_SIZE)
-            self.h11.receive_data(data)
+            self.h11.receive_data(await self._read())
             return True
         return False
 
@@ -152,14 +151,12 @@ class _Connection:
         if event is not h11.NEED_DATA:
             await trio.lowlevel.checkpoint()
             return event
-        if not await self._receive(wait):
-            return None
-        event = self.h11.next_event()
-        while event is h11.NEED_DATA:
+        while True:
             if not await self._receive(wait):
                 return None
             event = self.h11.next_event()
-        return event
+            if event is not h11.NEED_DATA:
+                return event
 
     async def run(self) -> None:
         while True:
@@ -200,7 +197,10 @@ class _Connection:
 
     async def _send(self, event: h11.Event) -> None:
         """Send ``event`` (a checkpoint even when it makes no bytes)."""
-        data = self.h11.send(event) or b""
+        await self._write(self.h11.send(event) or b"")
+
+    async def _write(self, data: bytes) -> None:
+        """Send ``data`` as it is; :class:`_Disconnected` if the client is gone."""
         try:
             await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -227,11 +227,7 @@ class _Connection:
 
     async def _send_with(self, head: bytes, event: h11.Event) -> None:
         """Send ``head`` (bytes h11 made already) and ``event`` in one write."""
-        data = head + (self.h11.send(event) or b"")
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _Disconnected("the client is gone") from exc
+        await self._write(head + (self.h11.send(event) or b""))
 
     async def _refuse(self, status: int, why: str) -> None:
         logger.info("refused a request from %s:%s: %s", *self.client, why)
@@ -344,7 +340,8 @@ class _WebSocket:
         self.connection = connection
         self.request = request
         self.ws: WsConnection | None = None
-        self.denial_started = False
+        #: The HTTP reply refusing the upgrade, when the app sends one.
+        self.denial = _Reply(connection)
         self.closed = False
         self.inbox_send, self.inbox = trio.open_memory_channel[AsgiMessage](math.inf)
         self.nursery: trio.Nursery | None = None
@@ -363,10 +360,10 @@ class _WebSocket:
             except Exception:
                 logger.exception("LocalNet's app failed on websocket %s", self.request.target)
             nursery.cancel_scope.cancel()
-        if self.ws is None and not self.denial_started:
+        if self.ws is None and not self.denial.started:
             await connection._refuse(500, "the websocket was neither accepted nor refused")
         elif self.ws is not None and not self.closed:
-            await self._write(self.ws.send(CloseConnection(code=1011)))
+            await self.connection._write(self.ws.send(CloseConnection(code=1011)))
 
     async def _pump(self, ws: WsConnection, trailing: bytes) -> None:
         """The client's frames into the app's inbox, until the websocket closes (a client
@@ -396,11 +393,11 @@ class _WebSocket:
                         parts.clear()
                         await self.inbox_send.send({"type": "websocket.receive", **whole})
                 elif isinstance(event, Ping):
-                    await self._write(ws.send(event.response()))
+                    await self.connection._write(ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
                     if not self.closed:
                         self.closed = True
-                        await self._write(ws.send(event.response()))
+                        await self.connection._write(ws.send(event.response()))
                     await self.inbox_send.send({"type": "websocket.disconnect", "code": event.code})
                     return
             data = await self.connection._read()
@@ -410,19 +407,13 @@ class _WebSocket:
                 return
             ws.receive_data(data)
 
-    async def _write(self, data: bytes) -> None:
-        try:
-            await self.connection.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _Disconnected("the client is gone") from exc
-
     async def send(self, message: AsgiMessage) -> None:
         # (Rare enough to checkpoint first: each branch below then need not.)
         await trio.lowlevel.checkpoint()
         kind = message["type"]
         connection = self.connection
         if kind == "websocket.accept":
-            if self.ws is not None or self.denial_started:
+            if self.ws is not None or self.denial.started:
                 raise RuntimeError("the websocket was already answered")
             handshake = H11Handshake(ConnectionType.SERVER)
             headers = [(name, value) for name, value in self.request.headers]
@@ -436,7 +427,7 @@ class _WebSocket:
             assert ws is not None
             assert self.nursery is not None
             self.ws = ws
-            await self._write(data)
+            await self.connection._write(data)
             trailing, _closed = connection.h11.trailing_data
             self.nursery.start_soon(self._pump, ws, bytes(trailing))
         elif kind == "websocket.send":
@@ -445,36 +436,22 @@ class _WebSocket:
             payload = message.get("bytes")
             if payload is None:
                 payload = message.get("text") or ""
-            await self._write(self.ws.send(Message(data=payload)))
+            await self.connection._write(self.ws.send(Message(data=payload)))
         elif kind == "websocket.close":
             if self.ws is None:
-                if not self.denial_started:
-                    self.denial_started = True
+                if not self.denial.started:
+                    self.denial.started = True
                     await connection._refuse(403, "websocket refused")
-                else:
-                    await trio.lowlevel.checkpoint()
-                return
-            if not self.closed:
+            elif not self.closed:
                 self.closed = True
                 code = message.get("code") or 1000
-                await self._write(
+                await self.connection._write(
                     self.ws.send(CloseConnection(code=code, reason=message.get("reason") or ""))
                 )
-            else:
-                await trio.lowlevel.checkpoint()
-        elif kind == "websocket.http.response.start":
-            if self.ws is not None or self.denial_started:
-                raise RuntimeError("the websocket was already answered")
-            self.denial_started = True
-            headers = list(message.get("headers", ()))
-            await connection._send(h11.Response(status_code=message["status"], headers=headers))
-        elif kind == "websocket.http.response.body":
-            data = message.get("body", b"")
-            if data:
-                await connection._send(h11.Data(data=data))
-            if not message.get("more_body", False):
-                await connection._send(h11.EndOfMessage())
-            elif not data:
-                await trio.lowlevel.checkpoint()
+        elif kind in ("websocket.http.response.start", "websocket.http.response.body"):
+            if self.ws is not None:
+                raise RuntimeError("the websocket was already accepted")
+            # The refusal is an HTTP reply on this connection, as any other.
+            await self.denial.send({**message, "type": kind.removeprefix("websocket.")})
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} on a websocket")
