@@ -337,6 +337,21 @@ class HttpLayer:
             )
         return status_content
 
+    def _headers_and_body(
+        self, body: Any, headers: Mapping[str, str] | None
+    ) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+        """A call's headers (the layer's own, each replaced by a given one of the same name,
+        then the given ones) and its JSON body (``None``: no body), for either transport."""
+        all_headers = list(self._headers)
+        if headers:
+            names = {key.lower() for key in headers}
+            all_headers = [(k, v) for k, v in all_headers if k.decode().lower() not in names]
+            all_headers.extend((k.encode(), v.encode()) for k, v in headers.items())
+        if body is NO_BODY:
+            return all_headers, None
+        all_headers.append((b"Content-Type", b"application/json"))
+        return all_headers, json.dumps(body, separators=(",", ":")).encode()
+
     def _call(
         self,
         method: str,
@@ -357,15 +372,9 @@ class HttpLayer:
             query = urlencode([(k, _query_value(v)) for k, v in params.items() if v is not None])
             if query:
                 target += ("&" if parts.query else "?") + query
-        all_headers = [(b"Host", parts.netloc.encode("ascii")), *self._headers]
-        if headers:
-            names = {key.lower() for key in headers}
-            all_headers = [(k, v) for k, v in all_headers if k.decode().lower() not in names]
-            all_headers.extend((k.encode(), v.encode()) for k, v in headers.items())
-        content = b""
-        if body is not NO_BODY:
-            content = json.dumps(body, separators=(",", ":")).encode()
-            all_headers.append((b"Content-Type", b"application/json"))
+        given, content = self._headers_and_body(body, headers)
+        all_headers = [(b"Host", parts.netloc.encode("ascii")), *given]
+        if content is not None:
             all_headers.append((b"Content-Length", str(len(content)).encode()))
         elif method in ("POST", "PUT", "PATCH"):
             all_headers.append((b"Content-Length", b"0"))
@@ -376,7 +385,7 @@ class HttpLayer:
             origin=(parts.hostname or "", parts.port or 80),
             target=target.encode("ascii"),
             headers=all_headers,
-            content=content,
+            content=content or b"",
             connect=t.connect,
             write=t.write,
             read=read,
@@ -393,18 +402,7 @@ class HttpLayer:
         long_poll: float | None,
     ) -> httpx2.Request:
         """A call's request, as :meth:`build` makes it, without a client's machinery."""
-        all_headers = list(self._headers)
-        if headers:
-            all_headers = [
-                (name, value)
-                for name, value in all_headers
-                if name.decode().lower() not in {key.lower() for key in headers}
-            ]
-            all_headers.extend((name.encode(), value.encode()) for name, value in headers.items())
-        content: bytes | None = None
-        if body is not NO_BODY:
-            content = json.dumps(body, separators=(",", ":")).encode()
-            all_headers.append((b"Content-Type", b"application/json"))
+        all_headers, content = self._headers_and_body(body, headers)
         clean_params = {k: v for k, v in params.items() if v is not None} if params else None
         if long_poll is None:
             timeout = self._control_timeout
