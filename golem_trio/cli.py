@@ -111,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             plots=args.plots,
             live=args.live,
             against=args.against,
+            backend=args.backend,
+            nodes=args.nodes,
         )
     parser.print_help(sys.stderr)
     return EXIT_USAGE
@@ -208,8 +210,31 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--clock",
         choices=("virtual", "wall"),
-        default="virtual",
-        help="virtual: minutes of scenario in seconds; wall: in real time (default: %(default)s)",
+        default=None,
+        help=(
+            "virtual: minutes of scenario in seconds; wall: in real time (default: virtual on "
+            "localnet, wall on yagna)"
+        ),
+    )
+    bench.add_argument(
+        "--backend",
+        choices=("localnet", "yagna"),
+        default="localnet",
+        help=(
+            "localnet: the embedded emulator; yagna: LocalNet's providers on real yagna "
+            "daemons, payments on a local chain (needs golem-trio[yagna] and anvil; wall "
+            "clock) (default: %(default)s)"
+        ),
+    )
+    bench.add_argument(
+        "--nodes",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help=(
+            "with --backend yagna: one daemon for all, or the requestor's and the providers' "
+            "on two (needs root for a network namespace; default: two where possible)"
+        ),
     )
     bench.add_argument(
         "--against",

@@ -2,8 +2,9 @@
 
 A scenario (a TOML file, :func:`load_scenario`) names a service, a provider population, a
 budget and faults on a time axis; :func:`run_scenario` runs it on LocalNet, in virtual time or
-on the wall clock, and gives the figures (availability, recovery latency, restarts, money,
-leaks, the invariants of ``golem_trio.testing``); :class:`BenchReport` and
+on the wall clock (:func:`run_yagna_scenario`: on real yagna daemons), and gives the figures
+(availability, recovery latency, restarts, money, leaks, the invariants of
+``golem_trio.testing``); :class:`BenchReport` and
 :func:`write_report` turn them into JSON, Markdown and plots. ``golem-trio bench`` is the
 command line (``docs/bench.md``).
 """
@@ -30,12 +31,16 @@ from ._scenario import load_scenario as load_scenario
 from ._scenario import parse_scenario as parse_scenario
 from ._services import EchoService as EchoService
 from ._services import IdleService as IdleService
+from ._yagna import BACKENDS as BACKENDS
+from ._yagna import run_yagna_column as run_yagna_column
+from ._yagna import run_yagna_scenario as run_yagna_scenario
 from ._yapapi import YAPAPI_VERSION as YAPAPI_VERSION
 from ._yapapi import YapapiUnavailable as YapapiUnavailable
 from ._yapapi import run_yapapi_column as run_yapapi_column
 from ._yapapi import yapapi_venv as yapapi_venv
 
 __all__ = [
+    "BACKENDS",
     "CLOCKS",
     "PLOTS",
     "YAPAPI_VERSION",
@@ -57,6 +62,8 @@ __all__ = [
     "parse_scenario",
     "run_column",
     "run_scenario",
+    "run_yagna_column",
+    "run_yagna_scenario",
     "run_yapapi_column",
     "write_report",
     "yapapi_venv",

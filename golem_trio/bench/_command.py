@@ -12,6 +12,7 @@ import trio
 from ._report import BenchReport, MissingExtra, write_report
 from ._runner import Column, Recorder, run_scenario
 from ._scenario import Scenario, ScenarioError, load_scenario
+from ._yagna import BACKENDS, run_yagna_scenario
 from ._yapapi import YapapiUnavailable, run_yapapi_column
 
 __all__ = ["EXIT_FAILED", "EXIT_MISSING", "EXIT_OK", "EXIT_USAGE", "bench_command"]
@@ -27,21 +28,39 @@ def bench_command(
     *,
     out: Path,
     seed: int | None = None,
-    clock: str = "virtual",
+    clock: str | None = None,
     plots: bool = True,
     live: bool | None = None,
     against: Sequence[str] = (),
+    backend: str = "localnet",
+    nodes: int | None = None,
 ) -> int:
     """Run each scenario file of ``paths`` (under ``seed`` when given, else the file's), write
     its report into ``out/<scenario name>/`` and print its Markdown summary on standard
     output; the exit status. Errors are one line on standard error. ``live``: show a live view
     while each runs (default: when standard output is a terminal and ``rich`` is installed).
     ``against=["yapapi"]``: also run each scenario through yapapi (on a served LocalNet, on the
-    wall clock) and put both columns in the report."""
+    wall clock) and put both columns in the report. ``backend="yagna"``: run golem-trio's
+    column against real yagna daemons (``golem-trio[yagna]`` and a local chain; on the wall
+    clock, ``nodes`` as for :func:`~golem_trio.localnet.yagna.open_yagna_localnet`).
+    ``clock`` defaults to ``"virtual"`` on LocalNet, ``"wall"`` on yagna."""
     unknown = sorted(set(against) - {"yapapi"})
     if unknown:
         _error(f"--against {unknown[0]}: the only other SDK it runs is yapapi")
         return EXIT_USAGE
+    if backend not in BACKENDS:
+        _error(f"--backend {backend}: must be one of {', '.join(BACKENDS)}")
+        return EXIT_USAGE
+    if clock is None:
+        clock = "wall" if backend == "yagna" else "virtual"
+    if backend == "yagna" and clock != "wall":
+        _error("--backend yagna runs on the wall clock only (real daemons keep real time)")
+        return EXIT_USAGE
+    if backend == "yagna":
+        problem = _yagna_problem()
+        if problem is not None:
+            _error(problem)
+            return EXIT_MISSING
     scenarios: list[Scenario] = []
     for path in paths:
         try:
@@ -74,7 +93,7 @@ def bench_command(
             folder = f"{scenario.name}-{n}"
         folders.add(folder)
         try:
-            column = _run(scenario, clock, live)
+            column = _run(scenario, clock, live, backend, nodes)
         except ScenarioError as exc:  # a user's service class that cannot be loaded
             _error(str(exc))
             return EXIT_USAGE
@@ -102,14 +121,35 @@ def bench_command(
     return EXIT_OK
 
 
-def _run(scenario: Scenario, clock: str, live: bool) -> Column:
+def _run(scenario: Scenario, clock: str, live: bool, backend: str, nodes: int | None) -> Column:
+    def run(observer: Callable[[Recorder], None] | None) -> Column:
+        if backend == "yagna":
+            return run_yagna_scenario(scenario, observer=observer, nodes=nodes)
+        return run_scenario(scenario, clock=clock, observer=observer)
+
     if not live:
-        return run_scenario(scenario, clock=clock)
+        return run(None)
     from ._live import LiveView
 
     with LiveView(scenario) as view:
-        observer: Callable[[Recorder], None] = view.observe
-        return run_scenario(scenario, clock=clock, observer=observer)
+        return run(view.observe)
+
+
+def _yagna_problem() -> str | None:
+    """Why real daemons cannot be started here, if they cannot (checked before any run)."""
+    from golem_trio.localnet.yagna import (
+        AnvilNotInstalled,
+        YagnaNotInstalled,
+        find_anvil_binary,
+        find_yagna_binary,
+    )
+
+    try:
+        find_yagna_binary()
+        find_anvil_binary()
+    except (YagnaNotInstalled, AnvilNotInstalled) as exc:
+        return f"--backend yagna: {str(exc).splitlines()[0]}"
+    return None
 
 
 def _has_rich() -> bool:

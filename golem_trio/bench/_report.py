@@ -33,6 +33,9 @@ class MissingExtra(GolemError, ImportError):
         self.package = package
 
 
+_BACKEND_NAMES = {"localnet": "LocalNet's emulator", "yagna": "real yagna daemons"}
+
+
 @attrs.frozen
 class BenchReport:
     """One scenario, run under one seed by one or more implementations."""
@@ -75,7 +78,11 @@ class BenchReport:
             f"{scenario.service.instances} instances of `{scenario.service.kind}` for "
             f"{scenario.duration:g} s on {scenario.providers.count} providers, budget "
             f"{scenario.budget} GLM, seed {scenario.seed}; "
-            + ", ".join(f"{c.implementation} on the {c.clock} clock" for c in self.columns)
+            + ", ".join(
+                f"{c.implementation} on {_BACKEND_NAMES.get(c.backend, c.backend)}, "
+                f"on the {c.clock} clock"
+                for c in self.columns
+            )
             + ".",
             "",
             "| figure | " + " | ".join(names) + " |",

@@ -15,7 +15,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import trio
@@ -50,14 +50,18 @@ __all__ = [
     "CLOCKS",
     "EPOCH",
     "Column",
+    "EmulatorSurface",
     "FaultDriver",
+    "FaultSurface",
     "Recorder",
     "cluster_targets",
+    "drive_service",
     "figures_of",
     "open_scenario_net",
     "provider_specs",
     "run_column",
     "run_scenario",
+    "runs_under",
 ]
 
 #: Where the network's clock starts in virtual time (a fixed date: no wall-clock stamps).
@@ -187,10 +191,13 @@ class Column:
     series: Mapping[str, Any]
     #: The clock it ran on: ``"virtual"`` or ``"wall"``.
     clock: str = "virtual"
+    #: The network it ran on: ``"localnet"`` (the emulator) or ``"yagna"`` (real daemons).
+    backend: str = "localnet"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "implementation": self.implementation,
+            "backend": self.backend,
             "clock": self.clock,
             "figures": dict(self.figures),
             "series": dict(self.series),
@@ -313,21 +320,72 @@ def cluster_targets(cluster: Cluster[Any]) -> Targets:
     return targets
 
 
+class FaultSurface(Protocol):
+    """Where a :class:`FaultDriver` fires faults: a network of either backend."""
+
+    def provider_names(self) -> list[str]:
+        """The providers' names, sorted."""
+        ...
+
+    def terminate_agreement(self, agreement_id: str, *, code: str) -> object:
+        """Make the agreement's provider terminate it; :class:`FaultError` if it cannot."""
+        ...
+
+    def kill_activity(self, agreement_id: str) -> object:
+        """Kill the agreement's live activity; :class:`FaultError` if none is."""
+        ...
+
+    def dishonest(self, provider: str, kind: str) -> None:
+        """Make ``provider`` cheat on billing in way ``kind`` from now on."""
+        ...
+
+    def set_daemon_faults(self, entries: tuple[DaemonFault, ...]) -> None:
+        """Apply exactly these daemon faults from now on."""
+        ...
+
+
+@attrs.define(eq=False)
+class EmulatorSurface:
+    """The embedded (or served) LocalNet as a :class:`FaultSurface`: daemon faults join its
+    fault plan's own entries while they last."""
+
+    net: LocalNet
+    base: FaultPlan = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.base = self.net.faults.plan
+
+    def provider_names(self) -> list[str]:
+        return sorted(agent.spec.name for _identity, agent in self.net.providers)
+
+    def terminate_agreement(self, agreement_id: str, *, code: str) -> object:
+        return self.net.faults.terminate_agreement(agreement_id, code=code)
+
+    def kill_activity(self, agreement_id: str) -> object:
+        return self.net.faults.kill_activity(agreement_id)
+
+    def dishonest(self, provider: str, kind: str) -> None:
+        self.net.faults.dishonest(provider, kind)
+
+    def set_daemon_faults(self, entries: tuple[DaemonFault, ...]) -> None:
+        # The plan's daemon entries are read on every request.
+        self.net.faults.plan = attrs.evolve(self.base, daemon=(*self.base.daemon, *entries))
+
+
 class FaultDriver:
-    """Fires a scenario's faults at their times on a running network; instance faults hit
-    one of ``targets()``, drawn under the seed."""
+    """Fires a scenario's faults at their times on a running network (``surface``); instance
+    faults hit one of ``targets()``, drawn under the seed."""
 
     def __init__(
-        self, scenario: Scenario, net: LocalNet, targets: Targets, recorder: Recorder
+        self, scenario: Scenario, surface: FaultSurface, targets: Targets, recorder: Recorder
     ) -> None:
         self.scenario = scenario
-        self.net = net
+        self.surface = surface
         self.targets = targets
         self.recorder = recorder
         self.rng = random.Random(f"{scenario.seed}/targets")
-        self.base = net.faults.plan
         self.windows: list[tuple[int, DaemonFault]] = []
-        self.names = sorted(agent.spec.name for _identity, agent in net.providers)
+        self.names = surface.provider_names()
 
     async def run(self) -> None:
         """Fire every fault at its time (returns after the last one); cancel it to stop."""
@@ -372,10 +430,8 @@ class FaultDriver:
         self._apply()
 
     def _apply(self) -> None:
-        # The plan's daemon entries are read on every request: the window's entries are in it
-        # exactly while the window lasts.
-        extra = tuple(entry for _n, entry in self.windows)
-        self.net.faults.plan = attrs.evolve(self.base, daemon=(*self.base.daemon, *extra))
+        # The window's entries are in force exactly while the window lasts.
+        self.surface.set_daemon_faults(tuple(entry for _n, entry in self.windows))
 
     def _instance_fault(self, index: int, kind: FaultType) -> Callable[[], None]:
         fault = self.scenario.faults[index]
@@ -383,7 +439,7 @@ class FaultDriver:
         def fire() -> None:
             if kind is FaultType.DISHONEST_BILLING:
                 for name in self.rng.sample(self.names, fault.providers):
-                    self.net.faults.dishonest(name, fault.billing)
+                    self.surface.dishonest(name, fault.billing)
                 self.recorder.fault(kind.value, hit=True)
                 return
             running = sorted(self.targets())
@@ -393,9 +449,9 @@ class FaultDriver:
             agreement_id, instance_id = self.rng.choice(running)
             try:
                 if kind is FaultType.PROVIDER_TERMINATION:
-                    self.net.faults.terminate_agreement(agreement_id, code=fault.code)
+                    self.surface.terminate_agreement(agreement_id, code=fault.code)
                 else:
-                    self.net.faults.kill_activity(agreement_id)
+                    self.surface.kill_activity(agreement_id)
             except FaultError:
                 self.recorder.fault(kind.value, hit=False)
                 return
@@ -412,6 +468,43 @@ def _daemon_value(kind: FaultType, status: int, seconds: float) -> float | None:
     return seconds
 
 
+async def drive_service(
+    golem: Golem,
+    scenario: Scenario,
+    recorder: Recorder,
+    surface: FaultSurface,
+    observer: Callable[[Recorder], None] | None = None,
+) -> None:
+    """Enter ``golem``, ask for the scenario's service, fire its faults on ``surface`` for the
+    scenario's duration, then stop the service (daemon faults end with the scenario: the
+    wind-down is not part of it) and leave."""
+    service_class = resolve_service(scenario.service.kind)
+    params: list[dict[str, Any]] | None = None
+    if scenario.service.kind == "echo":
+        params = [{"every": scenario.service.every}] * scenario.service.instances
+    async with golem:
+        if observer is not None:
+            observer(recorder)
+        recorder.start()
+        cluster = await golem.run_service(
+            service_class,
+            instance_params=params,
+            num_instances=None if params else scenario.service.instances,
+            restart=scenario.service.restart.policy(),
+            health=scenario.service.health.check(),
+        )
+        driver = FaultDriver(scenario, surface, cluster_targets(cluster), recorder)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(driver.run)
+                await trio.sleep(scenario.duration - recorder.now())
+                nursery.cancel_scope.cancel()
+        finally:
+            driver.end_windows()
+        with trio.move_on_after(_WIND_DOWN):
+            await cluster.stop()
+
+
 async def run_column(
     scenario: Scenario, *, observer: Callable[[Recorder], None] | None = None
 ) -> Column:
@@ -421,11 +514,8 @@ async def run_column(
     sets its ``listener``).
     Cancelling it cancels the run; the network and the engine are taken down either way.
     """
-    service_class = resolve_service(scenario.service.kind)
+    resolve_service(scenario.service.kind)
     recorder = Recorder(target=scenario.service.instances)
-    params: list[dict[str, Any]] | None = None
-    if scenario.service.kind == "echo":
-        params = [{"every": scenario.service.every}] * scenario.service.instances
     async with open_scenario_net(scenario, fixed_epoch=True) as net:
         golem = Golem(
             budget=scenario.budget,
@@ -435,30 +525,11 @@ async def run_column(
             seed=scenario.seed,
         )
         before = snapshot_tasks()
-        async with golem:
-            if observer is not None:
-                observer(recorder)
-            recorder.start()
-            cluster = await golem.run_service(
-                service_class,
-                instance_params=params,
-                num_instances=None if params else scenario.service.instances,
-                restart=scenario.service.restart.policy(),
-                health=scenario.service.health.check(),
-            )
-            driver = FaultDriver(scenario, net, cluster_targets(cluster), recorder)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(driver.run)
-                await trio.sleep(scenario.duration - recorder.now())
-                nursery.cancel_scope.cancel()
-            # Daemon faults end with the scenario: the wind-down is not part of it.
-            driver.end_windows()
-            with trio.move_on_after(_WIND_DOWN):
-                await cluster.stop()
+        await drive_service(golem, scenario, recorder, EmulatorSurface(net), observer)
         leftover = [
             task
             for task in snapshot_tasks().new_since(before)
-            if not _runs_under(task, net.daemon.nursery)
+            if not runs_under(task, net.daemon.nursery)
         ]
         book = ledger(net)
     report = golem.payment_report
@@ -511,7 +582,8 @@ async def open_scenario_net(
         yield net
 
 
-def _runs_under(task: trio.lowlevel.Task, nursery: trio.Nursery) -> bool:
+def runs_under(task: trio.lowlevel.Task, nursery: trio.Nursery | None) -> bool:
+    """Whether ``task`` runs (at any depth) under ``nursery``."""
     parent: trio.Nursery | None = task.parent_nursery
     while parent is not None:
         if parent is nursery:

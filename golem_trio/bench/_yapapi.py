@@ -33,7 +33,14 @@ from golem_trio.events import (
 from golem_trio.localnet import ledger
 from golem_trio.testing import check_invariants
 
-from ._runner import Column, FaultDriver, Recorder, figures_of, open_scenario_net
+from ._runner import (
+    Column,
+    EmulatorSurface,
+    FaultDriver,
+    Recorder,
+    figures_of,
+    open_scenario_net,
+)
 from ._scenario import Scenario
 
 __all__ = ["YAPAPI_VERSION", "YapapiUnavailable", "run_yapapi_column", "yapapi_venv"]
@@ -163,7 +170,8 @@ async def run_yapapi_column(scenario: Scenario) -> Column:
                     )
                 )
                 assert process.stdout is not None
-                follower = _Follower(recorder, FaultDriver(scenario, net, list, recorder))
+                driver = FaultDriver(scenario, EmulatorSurface(net), list, recorder)
+                follower = _Follower(recorder, driver)
                 follower.driver.targets = follower.targets
                 with trio.fail_after(scenario.duration + _WIND_DOWN + 120):
                     await follower.follow(process.stdout, nursery)

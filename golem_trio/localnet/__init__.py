@@ -10,7 +10,9 @@ The package has three wings and what ties them together:
 - :mod:`golem_trio.localnet.yagna`: the same providers on a real yagna daemon
   (:func:`~golem_trio.localnet.yagna.open_yagna_localnet`), with payments on a local chain;
 - here: :func:`open_localnet`, :class:`LocalNet` and :class:`ProviderPopulation`, and the
-  names a user of the embedded network needs, re-exported from the wings.
+  names a user of the embedded network needs, re-exported from the wings; and
+  :func:`open_fault_proxy` (``_proxy.py``), a fault-injecting proxy in front of any daemon's
+  REST API (the emulator served on loopback, or the real daemon).
 
 This package imports nothing from the SDK's layers (the real-daemon backend shares only the
 service-bus client, :mod:`golem_trio.gsb`); it only speaks the daemon's REST API and bus.
@@ -21,6 +23,9 @@ from golem_trio._exports import fixup_module_metadata
 from ._localnet import LocalNet as LocalNet
 from ._localnet import ProviderPopulation as ProviderPopulation
 from ._localnet import open_localnet as open_localnet
+from ._proxy import PROXY_FAULT_KINDS as PROXY_FAULT_KINDS
+from ._proxy import FaultProxy as FaultProxy
+from ._proxy import open_fault_proxy as open_fault_proxy
 from .emulator import PLANS as PLANS
 from .emulator import DaemonFault as DaemonFault
 from .emulator import FaultKind as FaultKind
@@ -48,11 +53,13 @@ from .providers import shell_runtime_factory as shell_runtime_factory
 
 __all__ = [
     "PLANS",
+    "PROXY_FAULT_KINDS",
     "SHELL_COMMANDS",
     "BubblewrapMissing",
     "DaemonFault",
     "FaultKind",
     "FaultPlan",
+    "FaultProxy",
     "Faults",
     "ImageInfo",
     "ImageManifestError",
@@ -71,6 +78,7 @@ __all__ = [
     "load_image_folder",
     "load_plan",
     "local_runtime_factory",
+    "open_fault_proxy",
     "open_localnet",
     "scripted_runtime_factory",
     "shell_runtime_factory",

@@ -77,6 +77,40 @@ def test_a_bad_clock_is_a_usage_error(scenario: Path, capsys: pytest.CaptureFixt
     assert "--clock" in capsys.readouterr().err
 
 
+def test_real_daemons_keep_the_wall_clock(
+    scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["bench", str(scenario), "--backend", "yagna", "--clock", "virtual"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--backend yagna runs on the wall clock only" in err
+    assert main(["bench", str(scenario), "--backend", "moon", "--out", str(out)]) == 2
+    assert "--backend" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_missing_daemon_is_one_line_and_status_3(
+    scenario: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import golem_trio.localnet.yagna as yagna
+
+    def missing() -> Path:
+        raise yagna.YagnaNotInstalled(f"{yagna.INSTALL_HINT}\nSearched:\n  {tmp_path}")
+
+    monkeypatch.setattr(yagna, "find_yagna_binary", missing)
+    out = tmp_path / "out"
+    assert main(["bench", str(scenario), "--backend", "yagna", "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("golem-trio bench: error: --backend yagna: ")
+    assert yagna.INSTALL_HINT.splitlines()[0] in err
+    assert not out.exists()
+
+
 def test_missing_matplotlib_is_one_line_and_status_3(
     scenario: Path,
     tmp_path: Path,

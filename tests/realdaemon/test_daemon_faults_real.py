@@ -1,7 +1,8 @@
 """A running cluster on the real daemon rides out its daemon misbehaving: the requestor's
 daemon stopped (``SIGSTOP``) for 20 s and continued, and a fault-injecting proxy
-(``tests/_fault_proxy.py``) in front of its REST API answering 503s, HTML pages, malformed
-JSON and 408s, refusing connections and stalling requests on every route for 30 s.
+(``golem_trio.localnet.open_fault_proxy``) in front of its REST API answering 503s, HTML
+pages, malformed JSON and 408s, refusing connections and stalling requests on every route for
+30 s.
 
 The providers (REST agents and exe-units) talk to their daemon directly, so in the proxy test
 only the requestor sees the faults; in the ``SIGSTOP`` test the providers' documents and
@@ -21,7 +22,6 @@ from contextlib import asynccontextmanager
 
 import attrs
 import trio
-from _fault_proxy import FAULT_KINDS, open_fault_proxy
 
 from golem_trio import Cluster, Golem, Service, vm
 from golem_trio.events import (
@@ -32,7 +32,13 @@ from golem_trio.events import (
     InvoiceAccepted,
     ServiceFinished,
 )
-from golem_trio.localnet import ProviderSpec, Reply, scripted_runtime_factory
+from golem_trio.localnet import (
+    PROXY_FAULT_KINDS,
+    ProviderSpec,
+    Reply,
+    open_fault_proxy,
+    scripted_runtime_factory,
+)
 from golem_trio.localnet.yagna import YagnaLocalNet, open_yagna_localnet
 from golem_trio.market import StaticResolver, use_resolver
 from golem_trio.services import ServiceState
@@ -198,7 +204,7 @@ async def test_a_cluster_of_10_rides_out_a_misbehaving_real_daemon() -> None:
                 golem = engine(net, proxy.url, watch)
                 async with golem:
                     cluster, agreements = await start_idle(golem, n)
-                    async with proxy.window(FAULT_WINDOW, kinds=FAULT_KINDS):
+                    async with proxy.window(FAULT_WINDOW, kinds=PROXY_FAULT_KINDS):
                         pass
                     with trio.fail_after(30):
                         await watch.came_back.wait()

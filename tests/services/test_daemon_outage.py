@@ -1,6 +1,7 @@
 """A running cluster rides out a daemon that misbehaves for a while, over real sockets: a
-fault-injecting proxy (``tests/_fault_proxy.py``) in front of a served LocalNet answers 503s,
-HTML pages, malformed JSON and 408s, refuses connections and stalls requests, on every route.
+fault-injecting proxy (``golem_trio.localnet.open_fault_proxy``) in front of a served
+LocalNet answers 503s, HTML pages, malformed JSON and 408s, refuses connections and stalls
+requests, on every route.
 Wall clock. An outage shorter than ``Golem(daemon_outage_limit=...)`` leaves every instance
 running; a longer one stops the services as ``DaemonLost``, and their agreements are
 terminated once the daemon is back."""
@@ -14,7 +15,6 @@ from typing import Any
 
 import pytest
 import trio
-from _fault_proxy import FAULT_KINDS, FaultProxy, open_fault_proxy
 from _services_support import IMAGE_HASH, SCRIPTS, Op, RecordingRuntime
 
 from golem_trio import Golem, Service, vm
@@ -26,7 +26,16 @@ from golem_trio.events import (
     InvoiceAccepted,
     ServiceFinished,
 )
-from golem_trio.localnet import LocalNet, ProviderSpec, RuntimeContext, ledger, open_localnet
+from golem_trio.localnet import (
+    PROXY_FAULT_KINDS,
+    FaultProxy,
+    LocalNet,
+    ProviderSpec,
+    RuntimeContext,
+    ledger,
+    open_fault_proxy,
+    open_localnet,
+)
 from golem_trio.market import Payload
 from golem_trio.services import DaemonLost, ServiceState, Timeouts
 from golem_trio.testing import assert_invariants
@@ -104,7 +113,7 @@ async def test_a_cluster_rides_out_a_misbehaving_daemon(
             await cluster.wait_running()
         agreements = {r.agreement.agreement_id for r in cluster.records if r.agreement}
         assert len(agreements) == 10
-        async with proxy.window(OUTAGE_WINDOW, kinds=FAULT_KINDS):
+        async with proxy.window(OUTAGE_WINDOW, kinds=PROXY_FAULT_KINDS):
             pass
         with trio.fail_after(20):
             await came_back.wait()

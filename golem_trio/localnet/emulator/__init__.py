@@ -65,6 +65,7 @@ from ._market import AgreementState as AgreementState
 from ._market import MarketState as MarketState
 from ._market import format_time as format_time
 from ._market_routes import market_routes as market_routes
+from ._operations import operation_of as operation_of
 from ._payment import PaymentState as PaymentState
 from ._payment_routes import payment_routes as payment_routes
 from ._vpn import VpnState as VpnState
@@ -115,6 +116,7 @@ __all__ = [
     "ledger_routes",
     "load_plan",
     "market_routes",
+    "operation_of",
     "payment_routes",
     "vpn_routes",
 ]

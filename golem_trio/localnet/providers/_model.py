@@ -349,6 +349,8 @@ class ProviderAgent:
         self.offer_id: str | None = None
         #: Approved agreements, by id.
         self.lives: dict[str, AgreementLife] = {}
+        #: Every agreement it was asked to approve.
+        self.agreements_seen: set[str] = set()
 
     async def run(self, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Publish the offer (its id reported through ``task_status``) and serve it until
@@ -412,6 +414,7 @@ class ProviderAgent:
             await trio.lowlevel.checkpoint()
 
     async def _approve_and_serve(self, agreement: Json) -> None:
+        self.agreements_seen.add(agreement["agreementId"])
         await trio.sleep(self.spec.approval_delay)
         faults = self.faults
         if faults is not None and faults.withhold_approval(

@@ -17,7 +17,11 @@
 - with two nodes (``open_yagna_localnet(..., nodes=2)``), the requestor's and the providers'
   daemons meet on a central net with a hub, all in a private network namespace
   (:class:`PrivateNetwork`, ``_netns.py``); where one cannot be made,
-  :class:`NamespacesUnavailable` (:func:`namespaces_problem` says why beforehand).
+  :class:`NamespacesUnavailable` (:func:`namespaces_problem` says why beforehand);
+- :class:`YagnaFaults` (``_faults.py``, at ``net.faults``): faults fired by hand (a provider
+  terminating, an exe-unit dying, providers cheating, daemon faults through a
+  :class:`~golem_trio.localnet.FaultProxy`), and :func:`yagna_ledger`, the network's ledger
+  as the requestor's daemon holds it.
 
 This wing imports the providers wing and the emulator's exe-unit model. See
 ``docs/localnet.md`` (*The real daemon backend*).
@@ -47,6 +51,8 @@ from ._chain import load_token_artifact as load_token_artifact
 from ._chain import to_base_units as to_base_units
 from ._exeunit import ExeUnit as ExeUnit
 from ._exeunit import exeunit_service_id as exeunit_service_id
+from ._faults import YagnaFaults as YagnaFaults
+from ._faults import yagna_ledger as yagna_ledger
 from ._netns import NAMESPACE_HINT as NAMESPACE_HINT
 from ._netns import NamespacesUnavailable as NamespacesUnavailable
 from ._netns import PrivateNetwork as PrivateNetwork
@@ -109,6 +115,7 @@ __all__ = [
     "RestProviderPort",
     "SentDocument",
     "TokenArtifact",
+    "YagnaFaults",
     "YagnaLocalNet",
     "YagnaNode",
     "YagnaNodeError",
@@ -125,6 +132,7 @@ __all__ = [
     "open_yagna_localnet",
     "provider_client",
     "to_base_units",
+    "yagna_ledger",
 ]
 
 fixup_module_metadata(__name__, __all__, globals())

@@ -42,6 +42,7 @@ from ..providers import (
 )
 from ._chain import LocalChain
 from ._exeunit import ExeUnit
+from ._faults import YagnaFaults
 from ._netns import PrivateNetwork, namespaces_problem
 from ._node import HUB_ADDRESS, NodeIdentity, YagnaNode
 from ._rest_port import RestProviderPort, provider_client
@@ -75,6 +76,8 @@ class ActivityHost:
     app_session_id: str
     runtime: RuntimeFactory
     units: dict[str, ExeUnit] = attrs.field(factory=dict)
+    #: Every activity it served: activity id -> agreement id.
+    seen: dict[str, str] = attrs.field(factory=dict)
 
     async def _context(self, activity_id: str, agreement_id: str) -> RuntimeContext:
         demand: dict[str, Any] = {}
@@ -138,6 +141,7 @@ class ActivityHost:
             context = await self._context(activity_id, str(event.get("agreementId")))
             unit = ExeUnit(self.bus, context, self.runtime)
             self.units[activity_id] = unit
+            self.seen[activity_id] = context.agreement_id
             await nursery.start(unit.run)
         elif kind == "DestroyActivity" and activity_id in self.units:
             await self.units.pop(activity_id).terminate()
@@ -161,6 +165,8 @@ class YagnaLocalNet:
     hosts: list[ActivityHost] = attrs.field(factory=list)
     hub: YagnaNode | None = None
     network: PrivateNetwork | None = None
+    #: The faults its providers ask about and that can be fired on it.
+    faults: YagnaFaults = attrs.field(factory=YagnaFaults)
 
     @property
     def nodes(self) -> int:
@@ -205,6 +211,7 @@ async def open_yagna_localnet(
     runtime: RuntimeFactory | None = None,
     payments: bool = True,
     nodes: int | None = None,
+    faults: YagnaFaults | None = None,
 ) -> AsyncIterator[YagnaLocalNet]:
     """Start a local chain (with ``payments``) and real daemons, and serve ``providers`` on
     them until the block exits; then everything is stopped (by PID, even when cancelled).
@@ -262,17 +269,21 @@ async def open_yagna_localnet(
         else:
             net = await _start_two_nodes(started, network, chain, len(providers))
             node, provider_node = net.node, net.provider_node
+        if faults is not None:
+            net.faults = faults
+        net.faults.net = net
         async with open_gsb(provider_node.gsb_url, name="golem-trio-localnet") as bus:
             clients = [
                 provider_client(provider_node.api_url, p.app_key) for p in provider_node.providers
             ]
             try:
                 async with trio.open_nursery() as nursery:
+                    net.faults.nursery = nursery
                     for spec, identity, client in zip(
                         providers, provider_node.providers, clients, strict=True
                     ):
                         port = RestProviderPort(client, identity.node_id)
-                        agent = ProviderAgent(spec, identity.node_id, port, _wall_now, None)
+                        agent = ProviderAgent(spec, identity.node_id, port, _wall_now, net.faults)
                         host = ActivityHost(
                             client, bus, identity, node.requestor_id, port.app_session_id, runtime
                         )
@@ -284,6 +295,7 @@ async def open_yagna_localnet(
                     yield net
                     nursery.cancel_scope.cancel()
             finally:
+                net.faults.nursery = None
                 with trio.move_on_after(5, shield=True):
                     for client in clients:
                         await client.aclose()
