@@ -21,6 +21,7 @@ Everything here is plain, deterministic code. Times are floats on the caller's c
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
@@ -612,8 +613,16 @@ class OfferPool:
         self.ttl = ttl
         self.scorer: Scorer = scorer if scorer is not None else cheapest()
         self.bans = bans
+        # In the order they were added (a provider's new entry goes last).
         self._entries: dict[str, PoolEntry] = {}
+        # Best first: (-score, -seq, key), with entries since replaced or removed left in
+        # until they come to the top (``seq`` tells them apart).
+        self._heap: list[tuple[float, int, str]] = []
         self._seq = 0
+        # While entries come with ``now`` that never goes back, the oldest is first in
+        # ``_entries`` and pruning stops at the first one still young.
+        self._ordered = True
+        self._last_added = -math.inf
 
     def add(self, offer: OfferView, now: float, score: float | None = None) -> PoolEntry | None:
         """Score (unless ``score`` is given) and keep the offer; ``None`` if it is rejected or
@@ -630,26 +639,49 @@ class OfferPool:
         key = _norm_id(offer.provider_id)
         self._entries.pop(key, None)
         self._entries[key] = entry
+        if now < self._last_added:
+            self._ordered = False
+        self._last_added = max(self._last_added, now)
+        heapq.heappush(self._heap, (-score, -self._seq, key))
         if len(self._entries) > self.max_size:
             worst = min(self._entries, key=lambda k: self._entries[k]._rank)
             del self._entries[worst]
             if worst == key:
                 return None
+        if len(self._heap) > 2 * len(self._entries) + 64:
+            self._heap = [(-e.score, -e.seq, k) for k, e in self._entries.items()]
+            heapq.heapify(self._heap)
         return entry
 
     def prune(self, now: float) -> None:
         """Drop entries older than ``ttl``."""
+        if self._ordered:
+            while self._entries:
+                key = next(iter(self._entries))
+                if now - self._entries[key].added < self.ttl:
+                    return
+                del self._entries[key]
+            return
         for key in [k for k, e in self._entries.items() if now - e.added >= self.ttl]:
             del self._entries[key]
 
     def _best_key(self, now: float) -> str | None:
         self.prune(now)
+        heap = self._heap
+        banned: list[tuple[float, int, str]] = []
         best: str | None = None
-        for key, entry in self._entries.items():
-            if self.bans is not None and self.bans.is_banned(entry.offer.provider_id, now):
-                continue
-            if best is None or entry._rank > self._entries[best]._rank:
+        while heap:
+            _score, neg_seq, key = heap[0]
+            entry = self._entries.get(key)
+            if entry is None or entry.seq != -neg_seq:
+                heapq.heappop(heap)  # replaced, taken or dropped since
+            elif self.bans is not None and self.bans.is_banned(entry.offer.provider_id, now):
+                banned.append(heapq.heappop(heap))  # kept, but not for now
+            else:
                 best = key
+                break
+        for item in banned:
+            heapq.heappush(heap, item)
         return best
 
     def peek_best(self, now: float) -> PoolEntry | None:
