@@ -1,5 +1,5 @@
-"""HTTP/1.1 to the daemon over plain TCP: h11 on trio streams, with a connection pool whose
-cost per request does not grow with the connections it holds.
+"""HTTP/1.1 to the daemon over plain TCP: lean framing on trio streams, with a connection pool
+whose cost per request does not grow with the connections it holds.
 
 httpx's own transport scans every connection of its pool, and every request queued in it,
 each time a request starts or a reply is released. A cluster of hundreds of instances keeps
@@ -9,6 +9,12 @@ a request takes the most recently used one (checked: not idle past ``keepalive_e
 closed by the daemon meanwhile) or opens a new one; a reply read to its end gives its
 connection back; anything else (an error, a cancellation, a reply cut short, a daemon that
 asked to close) closes it.
+
+The framing is the client's own (:func:`_request_bytes`, :func:`_parse_head` and the body
+readers of :meth:`Http11Transport._reply`): requests with ``Content-Length`` bodies; replies
+with a body by ``Content-Length``, in chunks (extensions and trailers skipped) or up to the end
+of the connection, informational (1xx) replies skipped. That is all a daemon's replies need,
+and it costs a fraction of h11's general state machine per call.
 
 Only plain HTTP: the daemon's API is ``http://`` (``HttpLayer`` keeps httpx's transport for
 ``https://``, and for event streams and websockets). Failures surface as httpx's exceptions,
@@ -20,12 +26,12 @@ broke the protocol).
 
 from __future__ import annotations
 
+import re
 import select
 import time
 from typing import Final
 
 import attrs
-import h11
 import httpx2
 import trio
 
@@ -35,6 +41,14 @@ __all__ = ["BodyTooLarge", "Call", "Http11Transport"]
 _READ_SIZE: Final = 65536
 #: Longest reply head (status line and headers) accepted, bytes.
 _MAX_HEAD: Final = 64 * 1024
+#: Longest chunk-size or trailer line accepted, bytes; most trailer lines accepted.
+_MAX_LINE: Final = 4096
+_MAX_TRAILERS: Final = 100
+#: What no header name or value may hold: it would end the line early.
+_BREAKS: Final = re.compile(rb"[\r\n\0]")
+_HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
+#: A header name (RFC 9110's token).
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 _Origin = tuple[str, int]
 
@@ -66,13 +80,13 @@ class Call:
 
 
 class _Connection:
-    """One TCP connection and its HTTP/1.1 state."""
+    """One TCP connection and what has arrived on it but was not read yet."""
 
-    __slots__ = ("h11", "idle_since", "stream")
+    __slots__ = ("buffer", "idle_since", "stream")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+        self.buffer = bytearray()
         self.idle_since = 0.0
 
     def close(self) -> None:
@@ -98,43 +112,118 @@ class _Connection:
         if scope.cancelled_caught:
             raise httpx2.WriteTimeout("the request could not be sent in time")
 
-    def buffered_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
-        """The next event from what has arrived (``h11.NEED_DATA`` if more must come)."""
+    async def fill(self, read_timeout: float) -> bool:
+        """Read once (within ``read_timeout``) into the buffer; ``False`` at the end of the
+        stream."""
+        data = b""
+        scope = trio.CancelScope(deadline=trio.current_time() + read_timeout)
         try:
-            return self.h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise httpx2.RemoteProtocolError(str(exc)) from exc
+            with scope:
+                data = await self.stream.receive_some(_READ_SIZE)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise httpx2.ReadError(f"reading the reply failed: {exc}") from exc
+        if scope.cancelled_caught:
+            raise httpx2.ReadTimeout("no answer in time")
+        self.buffer += data
+        return bool(data)
 
-    async def next_event(self, read_timeout: float) -> h11.Event | type[h11.PAUSED]:
-        """The next event, reading until it is in (each read within ``read_timeout``).
-        Always reads once: call it when :meth:`buffered_event` said ``NEED_DATA``."""
-        while True:
-            data = b""
-            scope = trio.CancelScope(deadline=trio.current_time() + read_timeout)
-            try:
-                with scope:
-                    data = await self.stream.receive_some(_READ_SIZE)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise httpx2.ReadError(f"reading the reply failed: {exc}") from exc
-            if scope.cancelled_caught:
-                raise httpx2.ReadTimeout("no answer in time")
-            if not data and self.h11.their_state is h11.SEND_RESPONSE:
-                raise httpx2.RemoteProtocolError("the daemon closed the connection without a reply")
-            try:
-                self.h11.receive_data(data)
-            except RuntimeError as exc:  # data after the end of the stream
-                raise httpx2.RemoteProtocolError(str(exc)) from exc
-            event = self.buffered_event()
-            if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]
+    def take_line(self, limit: int) -> bytes | None:
+        """The next line (without its CRLF) if it is in, at most ``limit`` bytes long."""
+        end = self.buffer.find(b"\r\n", 0, limit + 2)
+        if end < 0:
+            if len(self.buffer) > limit + 1:
+                raise httpx2.RemoteProtocolError("a line of the reply is too long")
+            return None
+        line = bytes(self.buffer[:end])
+        del self.buffer[: end + 2]
+        return line
 
-    async def event(self, read_timeout: float) -> h11.Event | type[h11.PAUSED]:
-        """The next event; a checkpoint whether or not it had arrived already."""
-        event = self.buffered_event()
-        if event is h11.NEED_DATA:
-            return await self.next_event(read_timeout)
-        await trio.lowlevel.checkpoint()
-        return event  # type: ignore[return-value]
+    def take(self, size: int) -> bytes | None:
+        """The next ``size`` bytes if they are in."""
+        if len(self.buffer) < size:
+            return None
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def take_head(self) -> _Head | None:
+        """The reply head if it is in (see :func:`_parse_head`)."""
+        end = self.buffer.find(b"\r\n\r\n", 0, _MAX_HEAD + 4)
+        if end < 0:
+            if len(self.buffer) > _MAX_HEAD + 3:
+                raise httpx2.RemoteProtocolError("the reply head is too long")
+            return None
+        head = _parse_head(bytes(self.buffer[:end]))
+        del self.buffer[: end + 4]
+        return head
+
+    async def more(self, read_timeout: float) -> None:
+        """Read once more; the daemon closing the connection here breaks the reply."""
+        if not await self.fill(read_timeout):
+            raise httpx2.RemoteProtocolError("the daemon closed the connection mid-reply")
+
+
+@attrs.frozen
+class _Head:
+    """A reply's status line and the headers that frame its body."""
+
+    status: int
+    #: ``Content-Length`` (``None``: none given).
+    length: int | None
+    chunked: bool
+    #: Whether the connection may carry another request after this reply.
+    keep_alive: bool
+
+
+def _request_bytes(call: Call) -> bytes:
+    """The request as sent: request line, headers, blank line and body, in one piece."""
+    parts = [call.method, b" ", call.target, b" HTTP/1.1\r\n"]
+    for name, value in call.headers:
+        if _BREAKS.search(name) or _BREAKS.search(value) or b":" in name:
+            raise ValueError(f"header {name!r} cannot be sent as it is")
+        parts += (name, b": ", value, b"\r\n")
+    parts += (b"\r\n", call.content)
+    return b"".join(parts)
+
+
+def _parse_head(head: bytes) -> _Head:
+    """A reply head (status line and headers, without the blank line); raises httpx's
+    ``RemoteProtocolError`` for anything that is not an HTTP/1.x reply head."""
+    lines = head.split(b"\r\n")
+    version, _, rest = lines[0].partition(b" ")
+    code = rest[:3]
+    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+        raise httpx2.RemoteProtocolError(f"not an HTTP/1.1 reply: {lines[0][:80]!r}")
+    if rest[3:4] not in (b"", b" "):
+        raise httpx2.RemoteProtocolError(f"not an HTTP/1.1 reply: {lines[0][:80]!r}")
+    length: int | None = None
+    chunked = False
+    keep_alive = version == b"HTTP/1.1"
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise httpx2.RemoteProtocolError(f"a malformed header line: {line[:80]!r}")
+        name = name.lower()
+        value = value.strip(b" \t")
+        if name == b"content-length":
+            values = {v.strip() for v in value.split(b",")}
+            if len(values) != 1 or not next(iter(values)).isdigit():
+                raise httpx2.RemoteProtocolError(f"a bad Content-Length: {value[:40]!r}")
+            given = int(next(iter(values)))
+            if length is not None and given != length:
+                raise httpx2.RemoteProtocolError("two different Content-Length headers")
+            length = given
+        elif name == b"transfer-encoding":
+            if value.lower() != b"chunked" or chunked:
+                raise httpx2.RemoteProtocolError(f"unsupported Transfer-Encoding: {value[:40]!r}")
+            chunked = True
+        elif name == b"connection" and b"close" in (
+            token.strip().lower() for token in value.split(b",")
+        ):
+            keep_alive = False
+    if chunked:
+        length = None
+    return _Head(int(code), length, chunked, keep_alive)
 
 
 class Http11Transport:
@@ -156,31 +245,91 @@ class Http11Transport:
         """Send ``call`` and read its whole reply: its status and body. Raises
         :class:`BodyTooLarge` for a body over ``cap`` bytes, announced or read, and httpx's
         transport errors (see the module's notes)."""
+        request = _request_bytes(call)
         connection = await self._open(call.origin, call.connect)
         try:
-            head = h11.Request(method=call.method, target=call.target, headers=call.headers)
-            reply = await self._exchange(connection, head, call.content, call.write, call.read)
-            for name, value in reply.headers:
-                if name == b"content-length" and int(value) > cap:
-                    raise BodyTooLarge(int(value), announced=True)
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                event = await connection.event(call.read)
-                if isinstance(event, h11.Data):
-                    size += len(event.data)
-                    if size > cap:
-                        raise BodyTooLarge(size, announced=False)
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                else:  # pragma: no cover - h11 yields only Data then EndOfMessage here
-                    raise httpx2.RemoteProtocolError(f"unexpected {type(event).__name__}")
+            await connection.send(request, call.write)
+            status, body, reusable = await self._reply(connection, call, cap)
         except BaseException:
             connection.close()
             raise
-        self._release(call.origin, connection)
-        return reply.status_code, b"".join(chunks)
+        if reusable and not connection.buffer:
+            self._release(call.origin, connection)
+        else:
+            connection.close()
+        return status, body
+
+    async def _reply(
+        self, connection: _Connection, call: Call, cap: int
+    ) -> tuple[int, bytes, bool]:
+        """The reply's status and body, and whether the connection may carry another call."""
+        await trio.lowlevel.checkpoint()
+        read = call.read
+        head: _Head | None = None
+        while head is None:
+            head = connection.take_head()
+            if head is None:
+                if not await connection.fill(read):
+                    if connection.buffer:
+                        raise httpx2.RemoteProtocolError(
+                            "the daemon closed the connection mid-reply"
+                        )
+                    raise httpx2.RemoteProtocolError(
+                        "the daemon closed the connection without a reply"
+                    )
+            elif head.status == 101:
+                raise httpx2.RemoteProtocolError("the daemon switched protocols")
+            elif 100 <= head.status < 200:
+                head = None  # informational: the reply follows
+        if call.method == b"HEAD" or head.status in (204, 304):
+            return head.status, b"", head.keep_alive
+        if head.chunked:
+            return head.status, await self._chunks(connection, read, cap), head.keep_alive
+        if head.length is not None:
+            if head.length > cap:
+                raise BodyTooLarge(head.length, announced=True)
+            while (body := connection.take(head.length)) is None:
+                await connection.more(read)
+            return head.status, body, head.keep_alive
+        # Neither: the body ends with the connection.
+        while await connection.fill(read):
+            if len(connection.buffer) > cap:
+                raise BodyTooLarge(len(connection.buffer), announced=False)
+        body = bytes(connection.buffer)
+        connection.buffer.clear()
+        return head.status, body, False
+
+    async def _chunks(self, connection: _Connection, read: float, cap: int) -> bytes:
+        """A chunked body, trailers skipped."""
+        await trio.lowlevel.checkpoint()
+        chunks: list[bytes] = []
+        size = 0
+        ended = False
+        while not ended:
+            while (line := connection.take_line(_MAX_LINE)) is None:
+                await connection.more(read)
+            token = line.split(b";", 1)[0].strip(b" \t")
+            if not _HEX.fullmatch(token):
+                raise httpx2.RemoteProtocolError(f"a bad chunk size: {line[:40]!r}")
+            chunk = int(token, 16)
+            if chunk == 0:
+                ended = True
+                continue
+            size += chunk
+            if size > cap:
+                raise BodyTooLarge(size, announced=False)
+            while (data := connection.take(chunk + 2)) is None:
+                await connection.more(read)
+            if data[-2:] != b"\r\n":
+                raise httpx2.RemoteProtocolError("a chunk does not end where it said")
+            chunks.append(data[:-2])
+        # Trailers, if any, up to the blank line.
+        for _ in range(_MAX_TRAILERS + 1):
+            while (line := connection.take_line(_MAX_LINE)) is None:
+                await connection.more(read)
+            if not line:
+                return b"".join(chunks)
+        raise httpx2.RemoteProtocolError("too many trailers")
 
     async def _open(self, origin: _Origin, connect_timeout: float) -> _Connection:
         """An idle connection to ``origin``, or a new one (a checkpoint either way)."""
@@ -191,28 +340,6 @@ class Http11Transport:
             return await self._connect(origin, connect_timeout)
         await trio.lowlevel.checkpoint()
         return connection
-
-    async def _exchange(
-        self,
-        connection: _Connection,
-        head: h11.Request,
-        content: bytes,
-        write_timeout: float,
-        read_timeout: float,
-    ) -> h11.Response:
-        state = connection.h11
-        # The whole request in one write: head, body and end of message.
-        data = state.send(head) or b""
-        if content:
-            data += state.send(h11.Data(data=content)) or b""
-        data += state.send(h11.EndOfMessage()) or b""
-        await connection.send(data, write_timeout)
-        while True:
-            event = await connection.event(read_timeout)
-            if isinstance(event, h11.Response):
-                return event
-            if not isinstance(event, h11.InformationalResponse):  # pragma: no cover
-                raise httpx2.RemoteProtocolError(f"unexpected {type(event).__name__}")
 
     def _take(self, origin: _Origin) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -238,11 +365,9 @@ class Http11Transport:
         return _Connection(stream)
 
     def _release(self, origin: _Origin, connection: _Connection) -> None:
-        state = connection.h11
-        if self._closed or state.our_state is not h11.DONE or state.their_state is not h11.DONE:
+        if self._closed:
             connection.close()
             return
-        state.start_next_cycle()
         idle = self._idle.setdefault(origin, [])
         if len(idle) >= self._max_idle:
             # The oldest goes: the newest is the likeliest to be reused before it expires.

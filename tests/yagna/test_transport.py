@@ -14,6 +14,7 @@ import h11
 import httpx2
 import pytest
 import trio
+import trio.lowlevel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,7 @@ from golem_trio.yagna import (
     Timeouts,
 )
 from golem_trio.yagna._http import NO_BODY, HttpLayer
-from golem_trio.yagna._transport import Http11Transport
+from golem_trio.yagna._transport import Call, Http11Transport
 
 APP_KEY = "transport-key-0123456789"
 CAP = 4096
@@ -475,3 +476,196 @@ def test_the_direct_path_sends_what_httpx_would(
         timeout["write"],
         timeout["read"],
     )
+
+
+# --- the reply framing, byte by byte ---------------------------------------------------------
+
+
+def _call(port: int, *, headers: list[tuple[bytes, bytes]] | None = None) -> Call:
+    return Call(
+        method=b"GET",
+        origin=("127.0.0.1", port),
+        target=b"/x",
+        headers=[(b"Host", f"127.0.0.1:{port}".encode()), *(headers or [])],
+        content=b"",
+        connect=5.0,
+        write=5.0,
+        read=5.0,
+    )
+
+
+async def _one_reply(
+    reply: Callable[[], list[bytes]], then_close: bool = True
+) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    await trio.lowlevel.checkpoint()
+
+    async def serve(stream: trio.SocketStream) -> None:
+        async with stream:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                data += chunk
+            for piece in reply():
+                await stream.send_all(piece)
+                await trio.lowlevel.checkpoint()
+            if not then_close:
+                await trio.sleep_forever()
+
+    return serve
+
+
+def _chunked(body: bytes, cuts: list[int], extension: bool, trailers: bool) -> bytes:
+    out = b""
+    start = 0
+    for cut in [*sorted(c % (len(body) + 1) for c in cuts), len(body)]:
+        if cut > start:
+            size = f"{cut - start:x}".encode()
+            out += size + (b";ext=1" if extension else b"") + b"\r\n" + body[start:cut] + b"\r\n"
+            start = cut
+    out += b"0\r\n" + (b"X-Trailer: yes\r\n" if trailers else b"") + b"\r\n"
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    body=st.binary(max_size=3000),
+    framing=st.sampled_from(["length", "chunked", "until-close", "http/1.0", "close-header"]),
+    cuts=st.lists(st.integers(0, 3000), max_size=6),
+    splits=st.lists(st.integers(1, 4000), max_size=8),
+    informational=st.booleans(),
+    extension=st.booleans(),
+    trailers=st.booleans(),
+    shout=st.booleans(),
+)
+def test_replies_framed_any_way_and_sent_in_any_pieces_come_back_whole(
+    body: bytes,
+    framing: str,
+    cuts: list[int],
+    splits: list[int],
+    informational: bool,
+    extension: bool,
+    trailers: bool,
+    shout: bool,
+) -> None:
+    """Whatever the framing (length, chunks with extensions and trailers, the end of the
+    connection), header case, a 100 Continue first, and however the bytes are cut into
+    segments, the body comes back as sent, and the connection is kept exactly when the reply
+    allows another request on it."""
+    length_name = b"CONTENT-LENGTH" if shout else b"Content-Length"
+    version = b"HTTP/1.0" if framing == "http/1.0" else b"HTTP/1.1"
+    head = version + b" 200 OK\r\nContent-Type: application/json\r\n"
+    if framing == "chunked":
+        head += b"Transfer-Encoding: " + (b"CHUNKED" if shout else b"chunked") + b"\r\n"
+        payload = _chunked(body, cuts, extension, trailers)
+    elif framing == "until-close":
+        payload = body
+    else:
+        head += length_name + b": " + str(len(body)).encode() + b"\r\n"
+        if framing == "close-header":
+            head += b"Connection: " + (b"Keep-Alive, Close" if shout else b"close") + b"\r\n"
+        payload = body
+    raw = (b"HTTP/1.1 100 Continue\r\n\r\n" if informational else b"") + head + b"\r\n" + payload
+    pieces = []
+    start = 0
+    for cut in sorted({s % (len(raw) + 1) for s in splits} | {len(raw)}):
+        if cut > start:
+            pieces.append(raw[start:cut])
+            start = cut
+    reusable = framing in ("length", "chunked")
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            serve = await _one_reply(lambda: pieces, then_close=not reusable)
+            port = await _serve(nursery, serve)
+            transport = Http11Transport(max_idle=4)
+            status, got = await transport.fetch(_call(port), cap=10_000)
+            assert (status, got) == (200, body)
+            assert transport.idle_connections == (1 if reusable else 0)
+            await transport.aclose()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 20 OK\r\n\r\n",
+        b"HTTP/2 200 OK\r\n\r\n",
+        b"HTTP/1.1 200OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 5000,
+        b"HTTP/1.1 200 OK\r\n Folded: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nContent-Le",
+    ],
+)
+async def test_a_broken_reply_is_a_protocol_error_and_its_connection_is_dropped(
+    nursery: trio.Nursery, reply: bytes
+) -> None:
+    port = await _serve(nursery, await _one_reply(lambda: [reply]))
+    transport = Http11Transport(max_idle=4)
+    try:
+        with trio.fail_after(5), pytest.raises(httpx2.RemoteProtocolError):
+            await transport.fetch(_call(port), cap=10_000)
+        assert transport.idle_connections == 0
+    finally:
+        await transport.aclose()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        (b"X-Evil", b"a\r\nInjected: yes"),
+        (b"X-Evil", b"a\nb"),
+        (b"X-Evil\r\nInjected", b"yes"),
+        (b"X-Evil:", b"yes"),
+    ],
+)
+async def test_a_header_that_would_break_its_line_is_refused_before_anything_is_sent(
+    nursery: trio.Nursery, header: tuple[bytes, bytes]
+) -> None:
+    connections = 0
+
+    async def count(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        await stream.aclose()
+
+    port = await _serve(nursery, count)
+    transport = Http11Transport(max_idle=4)
+    try:
+        with pytest.raises(ValueError, match="cannot be sent"):
+            await transport.fetch(_call(port, headers=[header]), cap=10_000)
+    finally:
+        await transport.aclose()
+    await trio.sleep(0.05)
+    assert connections == 0
+
+
+async def test_a_reply_with_no_body_by_its_status_keeps_the_connection(
+    nursery: trio.Nursery,
+) -> None:
+    replies = [b"HTTP/1.1 204 No Content\r\n\r\n", b"HTTP/1.1 304 Not Modified\r\n\r\n"]
+    for reply in replies:
+        port = await _serve(nursery, await _one_reply(lambda r=reply: [r], then_close=False))  # type: ignore[misc]
+        transport = Http11Transport(max_idle=4)
+        try:
+            status, body = await transport.fetch(_call(port), cap=10)
+            assert body == b""
+            assert status in (204, 304)
+            assert transport.idle_connections == 1
+        finally:
+            await transport.aclose()
