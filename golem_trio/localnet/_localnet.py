@@ -120,6 +120,8 @@ _http_log.addFilter(_QuietStreamAborts())
 class _InProcessPort:
     """The provider side of the emulated daemon, called directly (no HTTP)."""
 
+    tells_ends = True
+
     def __init__(
         self, market: MarketState, activity: ActivityState, payment: PaymentState, node_id: str
     ) -> None:
@@ -181,6 +183,9 @@ class _InProcessPort:
             # The requestor ended it in the meantime (410): nothing is left to end.
             if exc.status != 410:
                 raise
+
+    async def wait_ended(self, agreement_id: str) -> None:
+        await self._market.agreement(self._node_id, agreement_id).ended.wait()
 
     async def activities(self, agreement_id: str) -> list[tuple[str, str]]:
         await trio.lowlevel.checkpoint()

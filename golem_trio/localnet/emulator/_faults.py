@@ -567,6 +567,7 @@ class Faults:
                     continue
                 if self._matches(target, agent.node_id, agreement_id):
                     self._terminations[agreement_id] = code
+                    agent.lives[agreement_id].wake()
                     return agreement_id
         raise FaultError(404, f"no live agreement for {target or 'any'}")
 

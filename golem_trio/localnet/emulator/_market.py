@@ -121,6 +121,8 @@ class Agreement:
     terminator: str | None = None
     termination: Json | None = None
     decided: trio.Event = attrs.field(factory=trio.Event)
+    #: Set when either side terminates it.
+    ended: trio.Event = attrs.field(factory=trio.Event)
 
     def json(self) -> Json:
         demand = self.demand_proposal
@@ -599,6 +601,7 @@ class MarketState:
         terminator = "Requestor" if node_id == agreement.requestor_id else "Provider"
         agreement.state = AgreementState.TERMINATED
         agreement.terminator = terminator
+        agreement.ended.set()
         extra: Json = {"terminator": terminator, "signature": ""}
         if reason is not None:
             extra["reason"] = reason

@@ -42,6 +42,8 @@ DEBIT_NOTE_INTERVAL = "golem.com.scheme.payu.debit-note.interval-sec?"
 PAYMENT_TIMEOUT = "golem.com.scheme.payu.payment-timeout-sec?"
 EXPIRATION = "golem.srv.comp.expiration"
 USAGE_VECTOR = ["golem.usage.cpu_sec", "golem.usage.duration_sec"]
+#: How far past a deadline a provider that waits for it wakes (s): deadlines are strict.
+_PAST = 1e-3
 
 Json = dict[str, Any]
 
@@ -267,6 +269,15 @@ class ProviderPort(Protocol):
 
     async def terminate_agreement(self, agreement_id: str, reason: Json) -> None: ...
 
+    #: Whether :meth:`wait_ended` tells when an agreement ends; if not, the provider looks at
+    #: its agreements every ``tick``.
+    tells_ends: bool
+
+    async def wait_ended(self, agreement_id: str) -> None:
+        """Return once the agreement has been terminated (by either side); only called when
+        :attr:`tells_ends`."""
+        ...
+
     async def activities(self, agreement_id: str) -> list[tuple[str, str]]:
         """``(activity id, state)`` of every activity of the agreement."""
         ...
@@ -461,30 +472,62 @@ class AgreementLife:
         #: Why the daemon refused the invoice, if it did.
         self.invoice_refused: str | None = None
         self.end_code: str | None = None
+        self._woken = trio.Event()
+
+    def wake(self) -> None:
+        """Look at the agreement now (a fault asks to end it)."""
+        self._woken.set()
 
     async def run(self) -> None:
+        """Live the agreement until either side ends it, then invoice it.
+
+        Where the port tells when the agreement ends (LocalNet's emulator), the provider wakes
+        only when something is due (a debit note, a note's acceptance deadline, the
+        no-activity deadline, expiration), when the agreement ends, or when :meth:`wake` is
+        called; elsewhere it looks every ``tick``.
+        """
+        if not self.agent.port.tells_ends:
+            await self._live(event_driven=False)
+        else:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_end)
+                await self._live(event_driven=True)
+                nursery.cancel_scope.cancel()
+        await self._invoice()
+
+    async def _watch_end(self) -> None:
+        await self.agent.port.wait_ended(self.agreement_id)
+        self.wake()
+
+    async def _live(self, *, event_driven: bool) -> None:
         port = self.agent.port
         spec = self.agent.spec
         started = trio.current_time()
         next_note = started + self.terms.debit_note_interval
         seen_activity = False
         while True:
-            await trio.sleep(spec.tick)
+            pause = spec.tick
+            if event_driven:
+                pause = max(spec.tick, self._due(trio.current_time(), next_note))
+                pause = pause if seen_activity else min(pause, self._no_activity_left(started))
+            with trio.move_on_after(pause):
+                await self._woken.wait()
+            self._woken = trio.Event()
             now = trio.current_time()
             if await port.agreement_state(self.agreement_id) != "Approved":
-                break  # the requestor ended it
+                return  # the requestor ended it
             activities = await port.activities(self.agreement_id)
             seen_activity = seen_activity or bool(activities)
+            for note_id, _deadline in list(self.unaccepted.items()):
+                if await port.debit_note_status(note_id) in ("ACCEPTED", "SETTLED"):
+                    del self.unaccepted[note_id]
             code = self._breach(now, started, seen_activity)
             faults = self.agent.faults
             if code is None and faults is not None:
                 code = faults.termination(self.agreement_id)
             if code is not None:
                 await self._terminate(code)
-                break
-            for note_id, _deadline in list(self.unaccepted.items()):
-                if await port.debit_note_status(note_id) in ("ACCEPTED", "SETTLED"):
-                    del self.unaccepted[note_id]
+                return
             if now >= next_note:
                 interval: float = self.terms.debit_note_interval
                 if "too-fast" in self._dishonesty():
@@ -493,7 +536,18 @@ class AgreementLife:
                 for activity_id, state in activities:
                     if state != "Terminated":
                         await self._bill(activity_id, now)
-        await self._invoice()
+
+    def _due(self, now: float, next_note: float) -> float:
+        """Seconds until something is due: the next debit note, a note's acceptance
+        deadline, the agreement's expiration."""
+        due = next_note - now
+        for deadline in self.unaccepted.values():
+            due = min(due, deadline - now + _PAST)
+        expires_in: float = self.expiration - self.agent._now().timestamp()
+        return min(due, expires_in)
+
+    def _no_activity_left(self, started: float) -> float:
+        return started + self.agent.spec.no_activity_timeout - trio.current_time() + _PAST
 
     def _breach(self, now: float, started: float, seen_activity: bool) -> str | None:
         if any(now > deadline for deadline in self.unaccepted.values()):

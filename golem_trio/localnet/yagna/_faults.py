@@ -132,6 +132,7 @@ class YagnaFaults:
             if life is None or life.end_code is not None or life.invoice_id is not None:
                 continue
             self._terminations[agreement_id] = code
+            life.wake()
             return agreement_id
         raise FaultError(404, f"no live agreement {agreement_id}")
 

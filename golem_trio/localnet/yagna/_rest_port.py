@@ -362,6 +362,13 @@ class RestProviderPort:
         agreement = await self._call("GET", f"{MARKET}/agreements/{agreement_id}")
         return str(agreement["state"])
 
+    #: The daemon's provider API has no event for an agreement's end the agent could wait on
+    #: cheaply: the agent looks every tick.
+    tells_ends = False
+
+    async def wait_ended(self, agreement_id: str) -> None:
+        await trio.sleep_forever()
+
     async def terminate_agreement(self, agreement_id: str, reason: Json) -> None:
         try:
             await self._call("POST", f"{MARKET}/agreements/{agreement_id}/terminate", body=reason)
