@@ -41,6 +41,7 @@ from golem_trio.localnet import (
     shell_runtime_factory,
 )
 from golem_trio.localnet.emulator import FaultError
+from golem_trio.payment import PaymentReport
 from golem_trio.services import Cluster, ServiceState
 from golem_trio.testing import check_invariants, snapshot_tasks
 
@@ -57,6 +58,7 @@ __all__ = [
     "cluster_targets",
     "drive_service",
     "figures_of",
+    "golem_column",
     "open_scenario_net",
     "provider_specs",
     "run_column",
@@ -532,14 +534,24 @@ async def run_column(
             if not runs_under(task, net.daemon.nursery)
         ]
         book = ledger(net)
-    report = golem.payment_report
+    return golem_column(recorder, scenario, book, golem.payment_report, len(leftover))
+
+
+def golem_column(
+    recorder: Recorder,
+    scenario: Scenario,
+    book: Mapping[str, Any],
+    report: PaymentReport | None,
+    leftover_tasks: int,
+) -> Column:
+    """golem-trio's figures from its recorder, the network's ledger and its payment report."""
     unpaid = [] if report is None else [(u.agreement_id, u.amount) for u in report.unpaid]
     return figures_of(
         recorder,
         scenario,
         book,
         unpaid=unpaid,
-        leftover_tasks=len(leftover),
+        leftover_tasks=leftover_tasks,
         invariant_problems=check_invariants(book, budget=scenario.budget),
     )
 

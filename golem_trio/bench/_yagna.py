@@ -23,10 +23,10 @@ from golem_trio.golem import Golem
 from golem_trio.localnet import FaultPlan, open_fault_proxy, shell_runtime_factory
 from golem_trio.localnet.yagna import YagnaFaults, open_yagna_localnet, yagna_ledger
 from golem_trio.market import StaticResolver, use_resolver
-from golem_trio.testing import check_invariants, snapshot_tasks
+from golem_trio.testing import snapshot_tasks
 from golem_trio.yagna import ApiConfig
 
-from ._runner import Column, Recorder, drive_service, figures_of, provider_specs, runs_under
+from ._runner import Column, Recorder, drive_service, golem_column, provider_specs, runs_under
 from ._scenario import Scenario, resolve_service
 
 __all__ = ["BACKENDS", "run_yagna_column", "run_yagna_scenario"]
@@ -83,15 +83,7 @@ async def run_yagna_column(
                 }
             )
         book = await yagna_ledger(net, allocations=allocations)
-    unpaid = [] if report is None else [(u.agreement_id, u.amount) for u in report.unpaid]
-    column = figures_of(
-        recorder,
-        scenario,
-        book,
-        unpaid=unpaid,
-        leftover_tasks=len(leftover),
-        invariant_problems=check_invariants(book, budget=scenario.budget),
-    )
+    column = golem_column(recorder, scenario, book, report, len(leftover))
     return attrs.evolve(column, clock="wall", backend="yagna")
 
 

@@ -43,6 +43,8 @@ from ._clock import NetClock as NetClock
 from ._core import Daemon as Daemon
 from ._core import DaemonError as DaemonError
 from ._core import NodeIdentity as NodeIdentity
+from ._faults import DAEMON_KINDS as DAEMON_KINDS
+from ._faults import DISHONEST_KINDS as DISHONEST_KINDS
 from ._faults import FAULTS_PATH as FAULTS_PATH
 from ._faults import PLANS as PLANS
 from ._faults import DaemonFault as DaemonFault
@@ -73,6 +75,8 @@ from ._vpn_routes import vpn_routes as vpn_routes
 
 __all__ = [
     "ALLOWED",
+    "DAEMON_KINDS",
+    "DISHONEST_KINDS",
     "EMULATED_VERSION",
     "FAULTS_PATH",
     "LEDGER_PATH",

@@ -22,7 +22,7 @@ import attrs
 import httpx2
 import trio
 
-from ..emulator import DaemonFault, FaultError, FaultKind
+from ..emulator import DISHONEST_KINDS, DaemonFault, FaultError
 from ..providers import ProviderAgent
 from ._exeunit import ExeUnit
 from ._node import NodeIdentity
@@ -31,21 +31,12 @@ from ._rest_port import RestProviderPort
 if TYPE_CHECKING:
     from .._proxy import FaultProxy
 
-__all__ = ["DISHONEST_KINDS", "FiredYagnaFault", "YagnaFaults", "yagna_ledger"]
+__all__ = ["FiredYagnaFault", "YagnaFaults", "yagna_ledger"]
 
 Json = dict[str, Any]
 
-#: How providers may cheat (``ProviderFaults`` in the providers wing).
-DISHONEST_KINDS = frozenset(
-    {
-        "inflate",
-        "too-fast",
-        "payable-without-agreement",
-        "second-invoice",
-        "unknown-agreement",
-        "invoice-above-usage",
-    }
-)
+#: How providers may cheat (``ProviderFaults`` in the providers wing), as the emulator names it.
+_CHEATS = frozenset(kind.value for kind in DISHONEST_KINDS)
 
 
 class _Host(Protocol):
@@ -156,7 +147,7 @@ class YagnaFaults:
     def dishonest(self, provider: str, kind: str, *, on: bool = True) -> None:
         """Make ``provider`` (a name) cheat on billing in way ``kind`` on every agreement it
         bills from now on, or stop."""
-        if kind not in DISHONEST_KINDS:
+        if kind not in _CHEATS:
             raise ValueError(f"{kind} is not a dishonest billing kind")
         if provider not in self.provider_names():
             raise ValueError(f"no provider named {provider!r}")
@@ -175,14 +166,6 @@ class YagnaFaults:
             if entries:
                 raise FaultError(409, "daemon faults need a fault proxy (attach one)")
             return
-        for entry in entries:
-            if entry.kind not in (
-                FaultKind.DAEMON_5XX,
-                FaultKind.DAEMON_408,
-                FaultKind.DAEMON_LATENCY,
-                FaultKind.DAEMON_STALL,
-            ):
-                raise ValueError(f"{entry.kind} is not a daemon fault")
         self.proxy.daemon = entries
 
     def _net(self) -> _Network:
