@@ -44,10 +44,10 @@ _MAX_HEAD: Final = 64 * 1024
 #: Longest chunk-size or trailer line accepted, bytes; most trailer lines accepted.
 _MAX_LINE: Final = 4096
 _MAX_TRAILERS: Final = 100
-#: What no header name or value may hold: it would end the line early.
+#: What no header value may hold: it would end the line early.
 _BREAKS: Final = re.compile(rb"[\r\n\0]")
 _HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
-#: A header name (RFC 9110's token).
+#: A header name (RFC 9110's token), sent or received.
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 _Origin = tuple[str, int]
@@ -179,7 +179,7 @@ def _request_bytes(call: Call) -> bytes:
     """The request as sent: request line, headers, blank line and body, in one piece."""
     parts = [call.method, b" ", call.target, b" HTTP/1.1\r\n"]
     for name, value in call.headers:
-        if _BREAKS.search(name) or _BREAKS.search(value) or b":" in name:
+        if not _TOKEN.fullmatch(name) or _BREAKS.search(value):
             raise ValueError(f"header {name!r} cannot be sent as it is")
         parts += (name, b": ", value, b"\r\n")
     parts += (b"\r\n", call.content)
@@ -192,9 +192,11 @@ def _parse_head(head: bytes) -> _Head:
     lines = head.split(b"\r\n")
     version, _, rest = lines[0].partition(b" ")
     code = rest[:3]
-    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
-        raise httpx2.RemoteProtocolError(f"not an HTTP/1.1 reply: {lines[0][:80]!r}")
-    if rest[3:4] not in (b"", b" "):
+    if (
+        version not in (b"HTTP/1.1", b"HTTP/1.0")
+        or not (len(code) == 3 and code.isdigit())
+        or rest[3:4] not in (b"", b" ")
+    ):
         raise httpx2.RemoteProtocolError(f"not an HTTP/1.1 reply: {lines[0][:80]!r}")
     length: int | None = None
     chunked = False

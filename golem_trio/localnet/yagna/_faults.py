@@ -19,14 +19,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-import httpx2
 import trio
 
 from ..emulator import DISHONEST_KINDS, DaemonFault, FaultError
 from ..providers import ProviderAgent
 from ._exeunit import ExeUnit
 from ._node import NodeIdentity
-from ._rest_port import RestProviderPort
+from ._rest_port import RestProviderPort, provider_client
 
 if TYPE_CHECKING:
     from .._proxy import FaultProxy
@@ -193,12 +192,7 @@ async def yagna_ledger(net: _Network, *, allocations: Iterable[Mapping[str, Any]
     requestor's own account of its allocations (a released allocation is gone from the
     daemon); each gets ``released`` from the daemon: true when it no longer knows it.
     """
-    async with httpx2.AsyncClient(
-        base_url=net.url.rstrip("/"),
-        headers={"Authorization": f"Bearer {net.app_key}"},
-        timeout=httpx2.Timeout(30.0),
-        trust_env=False,
-    ) as client:
+    async with provider_client(net.url, net.app_key) as client:
 
         async def get(path: str) -> Any:
             reply = await client.get(path)

@@ -230,9 +230,9 @@ class SentDocument:
 
 
 def provider_client(api_url: str, app_key: str) -> httpx2.AsyncClient:
-    """An ``httpx2`` client for :class:`RestProviderPort`: base URL ``api_url`` (the daemon's
-    REST root), the provider's app key, and no proxy from the environment. The caller
-    closes it."""
+    """An ``httpx2`` client for :class:`RestProviderPort` (and the ledger's reads): base URL
+    ``api_url`` (the daemon's REST root), the identity's app key, and no proxy from the
+    environment. The caller closes it."""
     return httpx2.AsyncClient(
         base_url=api_url.rstrip("/"),
         headers={"Authorization": f"Bearer {app_key}"},
