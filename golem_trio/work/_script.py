@@ -132,6 +132,15 @@ def _env_wrapper(env: Mapping[str, str]) -> str:
     return "; ".join([*exports, 'exec "$0" "$@"'])
 
 
+def _awaited(steps: list[_Step], index: int) -> int:
+    """The command a result poll waits for when the first without a result is ``index``: the
+    first from there that is neither ``deploy`` nor ``start`` (or the last)."""
+    last = len(steps) - 1
+    while index < last and isinstance(steps[index].command, Deploy | Start):
+        index += 1
+    return index
+
+
 @attrs.define(eq=False)
 class _Step:
     """One command of a script and what must happen around it."""
@@ -654,12 +663,22 @@ class Script:
         results: list[Result],
         follower: _StreamFollower | None,
     ) -> None:
-        """Ask for each command's result in turn until all are in or one failed."""
+        """Ask for each command's result in turn until all are in or one failed.
+
+        ``deploy`` and ``start`` have no output to show and nothing waits on them alone: a
+        poll skips over them to the next command, whose answer carries theirs (results are
+        cumulative). Should that poll bring nothing within its wait (an exe-unit that never
+        reaches the awaited command, a failed ``deploy`` say, may answer only at the
+        deadline), the next polls go one command at a time."""
         await trio.lowlevel.checkpoint()
+        skip = True
         while len(results) < len(steps):
             index = len(results)
+            awaited = _awaited(steps, index) if skip else index
             try:
-                got = await self._next(batch_id, index, isinstance(steps[index].command, Terminate))
+                got = await self._next(
+                    batch_id, awaited, isinstance(steps[awaited].command, Terminate)
+                )
             except ActivityGone as gone:
                 step = steps[index]
                 if isinstance(step.command, Terminate) and index == len(steps) - 1:
@@ -685,12 +704,14 @@ class Script:
                 # The command that was running is the one the activity died in.
                 step.handle._fail(gone)
                 raise
-            mine = [r for r in got if r.index == index]
-            if not mine:
+            by_index = {r.index: r for r in got}
+            if index not in by_index:
+                skip = skip and awaited == index
                 continue
             # (With a command index, the daemon marks the awaited result as the batch's end
             # whether or not it is: only a failure or the last command ends the batch.)
-            await self._take(steps[index], mine[-1], results, follower)
+            while len(results) <= awaited and len(results) in by_index:
+                await self._take(steps[len(results)], by_index[len(results)], results, follower)
 
     async def _next(
         self, batch_id: str, index: int, terminating: bool = False

@@ -364,3 +364,73 @@ async def test_a_500_on_a_running_commands_results_is_retried(
         assert (await echoed).stdout == "still here\n"
         fired = [f for f in work.net.faults.fired if f.target == "getExecBatchResults"]
         assert len(fired) == 3
+
+
+async def test_deploy_and_start_come_with_the_next_commands_result(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Nothing waits on ``deploy`` or ``start`` alone: one result poll, for the ``run``, brings
+    all three (results are cumulative)."""
+    async with open_work(RUNTIME) as work:
+        script = work.ctx.new_script()
+        deployed = script.deploy()
+        script.start()
+        script.run("/bin/echo", "one")
+        before = work.net.requests_served["get_exec_batch_results"]
+        with trio.fail_after(60):
+            results = await script
+        assert [r.command for r in results] == ["deploy", "start", "run /bin/echo one"]
+        assert results[2].stdout == "one\n"
+        assert await deployed == results[0]
+        assert work.net.requests_served["get_exec_batch_results"] - before == 1
+
+
+async def test_a_slow_deploy_falls_back_to_one_poll_per_command(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A poll that skipped ahead and got nothing within its wait is not repeated: the next
+    polls ask for one command at a time, so a result that comes is taken as it comes."""
+    slow_deploy = scripted_runtime_factory({"/bin/slow": slow}, deploy_s=12.0)
+    async with open_work(slow_deploy) as work:
+        script = work.ctx.new_script()
+        deployed = script.deploy()
+        script.start()
+        slept = script.run("/bin/slow", "30")
+        started = trio.current_time()
+        seen: list[float] = []
+
+        async def watch() -> None:
+            await deployed
+            seen.append(trio.current_time() - started)
+
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch)
+                await script
+        assert (await slept).stdout == "slept\n"
+        # The deploy resolved as it finished (12 s in), not with the run's result (42 s in).
+        (when,) = seen
+        assert 12.0 <= when < 13.0
+
+
+async def test_a_failed_deploy_is_reported_by_the_poll_that_skipped_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_work(RUNTIME) as work:
+        script = work.ctx.new_script()
+        script.deploy()
+        script.start()
+        script.run("/bin/echo", "never")
+        # A second deploy on a deployed activity fails (only ``start`` may follow it).
+        with trio.fail_after(60):
+            await script
+        again = work.ctx.new_script()
+        again.deploy()
+        after = again.run("/bin/echo", "never")
+        started = trio.current_time()
+        with trio.fail_after(60), pytest.raises(CommandExecutionError) as caught:
+            await again
+        assert caught.value.index == 0
+        assert trio.current_time() - started < 1.0
+        with pytest.raises(CommandNotRun):
+            await after
