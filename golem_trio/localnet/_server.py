@@ -308,6 +308,8 @@ class _Reply:
         self.connection = connection
         self.started = False
         self.finished = trio.Event()
+        #: The head of a reply of known length, held to go out with its body in one write.
+        self.head = b""
 
     async def send(self, message: AsgiMessage) -> None:
         kind = message["type"]
@@ -317,17 +319,25 @@ class _Reply:
                 raise RuntimeError("the reply was already started")
             self.started = True
             headers = list(message.get("headers", ()))
-            await connection._send(h11.Response(status_code=message["status"], headers=headers))
+            head = connection.h11.send(h11.Response(status_code=message["status"], headers=headers))
+            if any(name.lower() == b"content-length" for name, _ in headers):
+                # Its body follows at once: one write for both.
+                self.head = head or b""
+                await trio.lowlevel.checkpoint()
+            else:
+                # A stream may be slow to send its first part: its head goes now.
+                await connection._write(head or b"")
         elif kind == "http.response.body":
             if not self.started or self.finished.is_set():
                 raise RuntimeError("a reply body outside a reply")
             data = message.get("body", b"")
+            head, self.head = self.head, b""
+            part = (connection.h11.send(h11.Data(data=data)) or b"") if data else b""
             if message.get("more_body", False):
-                await connection._send(h11.Data(data=data))
+                await connection._write(head + part)
             else:
                 # The last part and the end of the message in one write.
-                tail = connection.h11.send(h11.Data(data=data)) if data else b""
-                await connection._send_with(tail or b"", h11.EndOfMessage())
+                await connection._send_with(head + part, h11.EndOfMessage())
                 self.finished.set()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} on an HTTP request")

@@ -27,6 +27,7 @@ class Probe:
 
     def __init__(self) -> None:
         self.stream_gone = trio.Event()
+        self.release = trio.Event()
         self.peers: set[tuple[str, int]] = set()
 
 
@@ -79,6 +80,13 @@ def make_app(probe: Probe) -> Starlette:
         except OSError:
             probe.stream_gone.set()
 
+    async def held(scope: Scope, receive: Receive, send: Send) -> None:
+        """A stream whose first part waits for the test."""
+        headers = [(b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await probe.release.wait()
+        await send({"type": "http.response.body", "body": b"at last"})
+
     async def ws_echo(websocket: WebSocket) -> None:
         await websocket.accept()
         while True:
@@ -105,6 +113,7 @@ def make_app(probe: Probe) -> Starlette:
             Route("/fail", fail),
             Route("/fail-midway", fail_midway),
             Route("/ticks", _AsAsgi(ticks)),
+            Route("/held", _AsAsgi(held)),
             WebSocketRoute("/ws", ws_echo),
             WebSocketRoute("/ws-denied", ws_denied),
             WebSocketRoute("/ws-closed", ws_closed),
@@ -159,6 +168,27 @@ async def test_requests_and_bodies_both_ways_on_one_kept_connection(
         put = await client.put("/echo/big", content=big)
         assert put.json()["body"] == big.decode()
     assert len(probe.peers) == 1  # keep-alive: one connection for all seven
+
+
+async def test_a_stream_gets_its_head_before_its_first_part(served: tuple[str, Probe]) -> None:
+    """A reply of known length goes out in one write with its body; a stream's head is not
+    held back for a first part that may be slow to come."""
+    url, probe = served
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        with trio.fail_after(10):
+            while b"\r\n\r\n" not in received:
+                received += await stream.receive_some(65536)
+        assert received.startswith(b"HTTP/1.1 200 ")
+        assert b"transfer-encoding: chunked" in received.lower()
+        probe.release.set()
+        with trio.fail_after(10):
+            while not received.endswith(b"0\r\n\r\n"):
+                received += await stream.receive_some(65536)
+        assert b"at last" in received
 
 
 async def test_pipelined_requests_are_answered_in_order(served: tuple[str, Probe]) -> None:
