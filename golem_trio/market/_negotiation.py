@@ -43,6 +43,7 @@ import trio
 from golem_trio._errors import GolemError
 from golem_trio.terms import NEGOTIABLE_TERMS, Terms, TermsError, terms_shortfall
 from golem_trio.yagna import (
+    EVENT_WAIT,
     TRANSIENT_ERRORS,
     ApiError,
     DemandOfferBase,
@@ -505,7 +506,7 @@ async def open_negotiation(
     emit: Callable[[object], None] | None = None,
     now: Callable[[], dt.datetime] = _wall_now,
     cleanup_timeout: float = 5.0,
-    poll_wait: float = 5.0,
+    poll_wait: float = EVENT_WAIT,
 ) -> AsyncIterator[Negotiation]:
     """Publish ``demand`` and negotiate on it for the duration of the block.
 

@@ -26,6 +26,7 @@ import trio
 
 from golem_trio.terms import AgreementTerms, Tolerance
 from golem_trio.yagna import (
+    EVENT_WAIT,
     TRANSIENT_ERRORS,
     ActivityUsage,
     AllocationUpdate,
@@ -726,7 +727,7 @@ async def open_payments(
     margin: Decimal = Decimal(0),
     tolerance: Tolerance | None = None,
     now: Callable[[], dt.datetime] = _utcnow,
-    poll_wait: float = 5.0,
+    poll_wait: float = EVENT_WAIT,
     call_timeout: float = 30.0,
     app_session_id: str | None = None,
 ) -> AsyncIterator[PaymentProcessor]:

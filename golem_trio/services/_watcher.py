@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import trio
 
-from ..yagna import TRANSIENT_ERRORS, AgreementTerminatedEvent, YagnaClient
+from ..yagna import EVENT_WAIT, TRANSIENT_ERRORS, AgreementTerminatedEvent, YagnaClient
 
 __all__ = ["AgreementWatcher"]
 
@@ -33,7 +33,7 @@ class AgreementWatcher:
         self,
         yagna: YagnaClient,
         *,
-        poll_wait: float = 5.0,
+        poll_wait: float = EVENT_WAIT,
         retry_delay: float = 1.0,
         on_any_termination: OnTerminated | None = None,
         now: Callable[[], dt.datetime] | None = None,

@@ -13,6 +13,7 @@ from ._client import YagnaClient as YagnaClient
 from ._config import DEFAULT_API_URL as DEFAULT_API_URL
 from ._config import DEFAULT_GSB_URL as DEFAULT_GSB_URL
 from ._config import DEFAULT_MAX_REPLY_SIZE as DEFAULT_MAX_REPLY_SIZE
+from ._config import EVENT_WAIT as EVENT_WAIT
 from ._config import ApiConfig as ApiConfig
 from ._config import RetryPolicy as RetryPolicy
 from ._config import Timeouts as Timeouts
@@ -57,6 +58,7 @@ __all__ = [
     "DEFAULT_API_URL",
     "DEFAULT_GSB_URL",
     "DEFAULT_MAX_REPLY_SIZE",
+    "EVENT_WAIT",
     "ApiConfig",
     "RetryPolicy",
     "Timeouts",

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_MAX_REPLY_SIZE",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
+    "EVENT_WAIT",
     "ApiConfig",
     "RetryPolicy",
     "Timeouts",
@@ -29,6 +30,11 @@ DEFAULT_API_URL = "http://127.0.0.1:7465"
 DEFAULT_GSB_URL = "tcp://127.0.0.1:7464"
 #: The default cap on the size of one reply body (64 MiB).
 DEFAULT_MAX_REPLY_SIZE = 64 * 1024 * 1024
+#: How long (s) the engine's event feeds (offers, agreement, debit note and invoice events)
+#: ask the daemon to hold a poll that has nothing to answer yet. An event ends the wait at
+#: once, so this sets only what an idle engine spends: one request per feed per wait. A
+#: stalled daemon is noticed on these polls after the wait plus ``long_poll_margin``.
+EVENT_WAIT = 15.0
 
 
 @attrs.frozen

@@ -39,7 +39,7 @@ from golem_trio.localnet import (
 from golem_trio.market import Payload
 from golem_trio.services import DaemonLost, ServiceState, Timeouts
 from golem_trio.testing import assert_invariants
-from golem_trio.yagna import ApiConfig
+from golem_trio.yagna import EVENT_WAIT, ApiConfig
 
 BUDGET = 10.0
 #: How long the daemon misbehaves in the main test (s). The issue asks for 30 s; the whole test
@@ -154,9 +154,9 @@ async def test_an_outage_past_the_limit_stops_the_services_as_daemon_lost() -> N
                 with trio.fail_after(30):
                     await cluster.wait_running()
                 # Down for longer than the limit (an outage counts from the first call that
-                # failed after the client's own retries, up to a long poll's wait after the
-                # window opened); back well within the cleanup's bound.
-                async with proxy.window(15.0, kinds=("503", "refuse")):
+                # failed after the client's own retries, up to a long poll's wait, EVENT_WAIT,
+                # after the window opened); back well within the cleanup's bound.
+                async with proxy.window(EVENT_WAIT + 10.0, kinds=("503", "refuse")):
                     pass
                 with trio.fail_after(40):
                     await cluster.wait_finished()
@@ -263,8 +263,10 @@ async def test_agreements_a_cut_cleanup_left_are_terminated_once_the_daemon_is_b
                 with trio.fail_after(30):
                     await cluster.wait_running()
                 agreements = {r.agreement.agreement_id for r in cluster.records if r.agreement}
-                async with proxy.window(25.0, kinds=("503", "refuse")):
-                    with trio.fail_after(20):
+                # Noticed up to a long poll's wait after it began, then the limit, the
+                # shutdown and the cleanup: the window outlasts them all.
+                async with proxy.window(EVENT_WAIT + 20.0, kinds=("503", "refuse")):
+                    with trio.fail_after(EVENT_WAIT + 15.0):
                         await cluster.wait_finished()
                     # Finished during the outage: nothing could be terminated yet.
                     assert all(r.cleanup_timed_out for r in cluster.records)
