@@ -383,16 +383,41 @@ class AgreementTerms(Terms):
         property (``approvedDate`` for an agreement that is not approved)."""
         if agreement.approved_date is None:
             raise TermsError("approvedDate", "the agreement is not approved")
-        terms = Terms.from_properties(agreement.offer.properties, agreement.demand.properties)
+        return cls.from_sides(
+            agreement.agreement_id,
+            agreement.offer.properties,
+            agreement.demand.properties,
+            provider_id=agreement.offer.provider_id,
+            requestor_id=requestor_id,
+            approved_at=agreement.approved_date,
+            valid_to=agreement.valid_to,
+        )
+
+    @classmethod
+    def from_sides(
+        cls,
+        agreement_id: str,
+        offer: Mapping[str, Any],
+        demand: Mapping[str, Any],
+        *,
+        provider_id: str,
+        requestor_id: str,
+        approved_at: dt.datetime,
+        valid_to: dt.datetime | None,
+    ) -> AgreementTerms:
+        """The terms of an agreement made of the proposals ``offer`` (the provider's Draft)
+        and ``demand`` (the requestor's last counter), as :meth:`from_agreement` reads them
+        from the daemon's copy."""
+        terms = Terms.from_properties(offer, demand)
         return cls(
             pricing=terms.pricing,
             threads=terms.threads,
             debit_note_interval=terms.debit_note_interval,
             accept_timeout=terms.accept_timeout,
             payment_timeout=terms.payment_timeout,
-            agreement_id=agreement.agreement_id,
-            provider_id=agreement.offer.provider_id,
+            agreement_id=agreement_id,
+            provider_id=provider_id,
             requestor_id=requestor_id,
-            approved_at=agreement.approved_date,
-            valid_to=agreement.valid_to,
+            approved_at=approved_at,
+            valid_to=valid_to,
         )

@@ -142,6 +142,12 @@ class AgreementInfo:
     provider_name: str | None
     properties: Mapping[str, Any] = attrs.field(eq=False, repr=False)
     terms: Mapping[str, Any] = attrs.field(factory=dict)
+    #: The agreement's other side: the properties of our last counter-proposal, from which,
+    #: with the provider's Draft (``properties``), the daemon made the agreement.
+    demand_properties: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
+    #: When we confirmed it (no approval can come sooner) and when it expires.
+    confirmed_at: dt.datetime | None = attrs.field(default=None, eq=False)
+    valid_to: dt.datetime | None = attrs.field(default=None, eq=False)
 
 
 def _terms(properties: Mapping[str, Any]) -> dict[str, Any]:
@@ -361,8 +367,7 @@ class Negotiation:
             raise _Skip("no answer")
         return answer.value
 
-    async def _counter(self, sub: str, proposal_id: str, offer: Mapping[str, Any]) -> str:
-        properties = counter_properties(self.demand, offer, self.platform)
+    async def _counter(self, sub: str, proposal_id: str, properties: dict[str, Any]) -> str:
         try:
             return await self.yagna.market.counter_proposal_demand(
                 sub, proposal_id, DemandOfferBase(properties, self.demand.constraints)
@@ -370,15 +375,17 @@ class Negotiation:
         except ApiError as exc:  # the proposal or the subscription is gone
             raise _Skip(str(exc)) from exc
 
-    async def _negotiate(self, offer: OfferView) -> ProposalEvent:
-        """Counter until the provider's Draft has our terms; returns the Draft."""
+    async def _negotiate(self, offer: OfferView) -> tuple[ProposalEvent, dict[str, Any]]:
+        """Counter until the provider's Draft has our terms; returns the Draft and the
+        properties of the counter it answers."""
         sub = self.subscription_id
         assert sub is not None
         proposal_id = offer.proposal_id
         their_properties: Mapping[str, Any] = offer.properties
         for _ in range(self.max_rounds):
-            ours = await self._counter(sub, proposal_id, their_properties)
-            wanted = _terms(counter_properties(self.demand, their_properties, self.platform))
+            properties = counter_properties(self.demand, their_properties, self.platform)
+            ours = await self._counter(sub, proposal_id, properties)
+            wanted = _terms(properties)
             answer = await self._wait_answer(ours)
             if isinstance(answer, ProposalRejectedEvent):
                 reason = _reason_text(answer.reason)
@@ -392,13 +399,14 @@ class Negotiation:
             # Terms the demand leaves open (say, the debit-note interval) are the provider's;
             # those it states may come back as good or better for us (terms.terms_shortfall).
             if terms_shortfall(wanted, draft.properties) is None:
-                return answer
+                return answer, properties
             proposal_id, their_properties = draft.proposal_id, draft.properties
         self._ban(offer.provider_id, "no agreement on terms")
         raise _Skip("no agreement on terms")
 
     async def _attempt(self, offer: OfferView, admit: Admit | None = None) -> AgreementInfo:
-        draft = (await self._negotiate(offer)).proposal
+        answer, ours = await self._negotiate(offer)
+        draft = answer.proposal
         try:
             # The agreement's offer side is the Draft: its terms must be ones billing can pay.
             Terms.from_properties(draft.properties)
@@ -424,6 +432,7 @@ class Negotiation:
         provider_name = name if isinstance(name, str) else offer.name
         approved = False
         try:
+            confirmed_at = self._now()
             reason = await self._approve(agreement_id)
             if reason is None:
                 approved = True
@@ -434,6 +443,9 @@ class Negotiation:
                     provider_name,
                     dict(draft.properties),
                     _terms(draft.properties),
+                    demand_properties=ours,
+                    confirmed_at=confirmed_at,
+                    valid_to=valid_to,
                 )
         finally:
             if not approved:

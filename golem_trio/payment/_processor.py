@@ -255,16 +255,27 @@ class PaymentProcessor:
     # --- facts from the caller ---
 
     async def add_agreement(
-        self, agreement_id: str, *, reservation: object | None = None
+        self,
+        agreement_id: str,
+        *,
+        reservation: object | None = None,
+        terms: AgreementTerms | None = None,
     ) -> AgreementTerms:
-        """Fetch the approved agreement and register its terms for billing and the budget
-        (where it takes the place of the budget ``reservation`` made before signing it).
+        """Register an approved agreement's terms for billing and the budget (where it takes
+        the place of the budget ``reservation`` made before signing it): ``terms`` when the
+        caller made the agreement and knows both its sides, else as the daemon's copy of the
+        agreement has them.
 
         Raises :class:`BillingTermsError` for unusable terms (nothing is registered then).
         Cancellation: a checkpoint; if cancelled, nothing is registered.
         """
-        agreement = await self._yagna.market.get_agreement(agreement_id)
-        terms = AgreementTerms.from_agreement(agreement, self.requestor_id)
+        if terms is None:
+            agreement = await self._yagna.market.get_agreement(agreement_id)
+            terms = AgreementTerms.from_agreement(agreement, self.requestor_id)
+        else:
+            await trio.lowlevel.checkpoint()
+            if terms.agreement_id != agreement_id or terms.requestor_id != self.requestor_id:
+                raise ValueError(f"terms of another agreement or requestor: {terms!r}")
         if self.billing.get(agreement_id) is None:
             self.billing.add(terms)
             self.budget.open_agreement(terms, reservation=reservation)

@@ -34,7 +34,7 @@ from ..events import (
 from ..market import AgreementInfo, NotAdmitted
 from ..network import Network, NetworkNode
 from ..payment import BillingTermsError
-from ..terms import Terms
+from ..terms import AgreementTerms, Terms
 from ..work import ActivityGone, Result, Script, WorkContext
 from ..yagna import (
     TRANSIENT_ERRORS,
@@ -63,6 +63,23 @@ from ._state import ServiceState, StateChange, StateMachine, Trigger
 __all__ = ["ServiceInstance"]
 
 logger = logging.getLogger("golem_trio.services")
+
+
+def _signed_terms(info: AgreementInfo, requestor_id: str) -> AgreementTerms | None:
+    """The terms of an agreement this engine just made, from the two proposals it was made
+    of (``None`` when ``info`` does not carry them: billing then reads the daemon's copy).
+    Billing counts from the confirmation, which no approval can precede."""
+    if info.demand_properties is None or info.confirmed_at is None:
+        return None
+    return AgreementTerms.from_sides(
+        info.agreement_id,
+        info.properties,
+        info.demand_properties,
+        provider_id=info.provider_id,
+        requestor_id=requestor_id,
+        approved_at=info.confirmed_at,
+        valid_to=info.valid_to,
+    )
 
 
 def _leaves(error: BaseException) -> list[BaseException]:
@@ -333,7 +350,8 @@ class ServiceInstance:
             self.agreement = info
             engine.watcher.watch(info.agreement_id, self._agreement_terminated)
             try:
-                await engine.payments.add_agreement(info.agreement_id, reservation=key)
+                terms = _signed_terms(info, engine.payments.requestor_id)
+                await engine.payments.add_agreement(info.agreement_id, reservation=key, terms=terms)
             except BillingTermsError as exc:
                 raise _ProvisionError(f"unusable payment terms: {exc}") from exc
         finally:

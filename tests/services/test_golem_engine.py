@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncGenerator, Awaitable
 from decimal import Decimal
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -31,6 +32,7 @@ from golem_trio.market import (
     use_resolver,
 )
 from golem_trio.services import AgreementLost, RunFinished, ServiceDefinitionError
+from golem_trio.terms import AgreementTerms
 from golem_trio.testing import assert_invariants, snapshot_tasks
 from golem_trio.yagna import ApiConfig, DaemonUnreachable, Reason, Unauthorized, YagnaClient
 
@@ -317,3 +319,39 @@ async def test_a_withdrawn_agreement_is_adopted_and_paid(
     assert agreement["id"] == info.agreement_id
     assert info.agreement_id in report.invoices_accepted
     assert report.unpaid == ()
+
+
+async def test_an_agreement_it_made_is_billed_by_its_proposals_without_reading_it_back() -> None:
+    """The engine made the agreement from two proposals it holds: billing registers the terms
+    they give, the ones the daemon's copy gives (approval counted from the confirmation, never
+    later than the daemon's), without asking the daemon for the agreement."""
+    specs = [ProviderSpec(name=f"p{i}") for i in range(3)]
+    runtime = scripted_runtime_factory({"/bin/echo": echo})
+    async with open_localnet(specs, runtime=runtime, serve=True) as net:
+        assert net.url is not None
+        config = ApiConfig(app_key=net.app_key, api_url=net.url)
+        with use_resolver(StaticResolver()):
+            async with Golem(budget=BUDGET, api_config=config, handle_signals=False) as golem:
+                cluster = await golem.run_service(
+                    Forever,
+                    num_instances=3,
+                    expiration=net.daemon.clock.now() + dt.timedelta(minutes=30),
+                )
+                with trio.fail_after(120):
+                    await cluster.wait_running()
+                assert net.requests_served["get_agreement"] == 0
+                registered = []
+                for record in cluster.records:
+                    assert record.agreement is not None
+                    billing = golem.payments.billing.get(record.agreement.agreement_id)
+                    assert billing is not None
+                    registered.append(billing.terms)
+                async with YagnaClient(config) as yagna:
+                    for terms in registered:
+                        agreement = await yagna.market.get_agreement(terms.agreement_id)
+                        assert agreement.approved_date is not None
+                        assert terms.approved_at <= agreement.approved_date
+                        daemon = AgreementTerms.from_agreement(agreement, terms.requestor_id)
+                        assert attrs.evolve(terms, approved_at=daemon.approved_at) == daemon
+                cluster.stop()
+        assert_invariants(net, budget=BUDGET)
