@@ -34,6 +34,7 @@ from golem_trio.localnet import (
     Reply,
     open_localnet,
     scripted_runtime_factory,
+    tune_gc_for_serving,
 )
 
 #: Funds of the requestor identity: enough for any allocation of the benchmark.
@@ -102,6 +103,8 @@ async def serve_emulator(providers: int) -> None:
         ProviderPopulation(count=providers, seed=1), runtime=runtime, serve=True, port=0
     ) as net:
         net.payment.balances[net.requestor.node_id] = FUNDS
+        # As `golem-trio localnet` serves it: this process only serves the network.
+        tune_gc_for_serving()
         say("ready", url=net.url, key=net.app_key)
         await commands(net)
 
@@ -112,6 +115,7 @@ async def serve_yagna(providers: int) -> None:
     specs = ProviderPopulation(count=providers, seed=1).specs()
     runtime = scripted_runtime_factory({"/bin/echo": echo})
     async with open_yagna_localnet(specs, runtime=runtime, nodes=1) as net:
+        tune_gc_for_serving()
         say("ready", url=net.url, key=net.app_key)
         await commands(None)
 

@@ -48,6 +48,7 @@ from golem_trio.localnet import (
     local_runtime_factory,
     open_localnet,
     shell_runtime_factory,
+    tune_gc_for_serving,
 )
 
 __all__ = ["main"]
@@ -432,6 +433,7 @@ async def _serve_yagna(args: argparse.Namespace, runtime: RuntimeFactory) -> int
         try:
             async with open_yagna_localnet(specs, runtime=runtime, nodes=args.nodes) as net:
                 serving = True
+                tune_gc_for_serving()
                 _announce(net.url, net.app_key, net.gsb_url)
                 where = (
                     f"a real yagna daemon at {net.url}"
@@ -496,6 +498,7 @@ async def _serve_emulator(args: argparse.Namespace, runtime: RuntimeFactory) -> 
                 port=args.port,
             ) as net:
                 serving = True
+                tune_gc_for_serving()
                 _announce(str(net.url), net.app_key)
                 _error(
                     f"LocalNet: {args.providers} emulated provider(s), seed {args.seed}, "

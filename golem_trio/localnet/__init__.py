@@ -12,7 +12,9 @@ The package has three wings and what ties them together:
 - here: :func:`open_localnet`, :class:`LocalNet` and :class:`ProviderPopulation`, and the
   names a user of the embedded network needs, re-exported from the wings; and
   :func:`open_fault_proxy` (``_proxy.py``), a fault-injecting proxy in front of any daemon's
-  REST API (the emulator served on loopback, or the real daemon).
+  REST API (the emulator served on loopback, or the real daemon); and
+  :func:`tune_gc_for_serving` (``_gc.py``), the garbage collector's settings for a process
+  whose job is to serve LocalNet.
 
 This package imports nothing from the SDK's layers (the real-daemon backend shares only the
 service-bus client, :mod:`golem_trio.gsb`); it only speaks the daemon's REST API and bus.
@@ -20,6 +22,8 @@ service-bus client, :mod:`golem_trio.gsb`); it only speaks the daemon's REST API
 
 from golem_trio._exports import fixup_module_metadata
 
+from ._gc import SERVING_GC_THRESHOLD as SERVING_GC_THRESHOLD
+from ._gc import tune_gc_for_serving as tune_gc_for_serving
 from ._localnet import LocalNet as LocalNet
 from ._localnet import ProviderPopulation as ProviderPopulation
 from ._localnet import open_localnet as open_localnet
@@ -54,6 +58,7 @@ from .providers import shell_runtime_factory as shell_runtime_factory
 __all__ = [
     "PLANS",
     "PROXY_FAULT_KINDS",
+    "SERVING_GC_THRESHOLD",
     "SHELL_COMMANDS",
     "BubblewrapMissing",
     "DaemonFault",
@@ -82,6 +87,7 @@ __all__ = [
     "open_localnet",
     "scripted_runtime_factory",
     "shell_runtime_factory",
+    "tune_gc_for_serving",
 ]
 
 fixup_module_metadata(__name__, __all__, globals())
