@@ -420,10 +420,10 @@ async def test_a_failed_deploy_is_reported_by_the_poll_that_skipped_it(
         script = work.ctx.new_script()
         script.deploy()
         script.start()
-        script.run("/bin/echo", "never")
-        # A second deploy on a deployed activity fails (only ``start`` may follow it).
+        script.run("/bin/echo", "ready")
         with trio.fail_after(60):
             await script
+        # A second deploy on a deployed activity fails (only ``start`` may follow it).
         again = work.ctx.new_script()
         again.deploy()
         after = again.run("/bin/echo", "never")
