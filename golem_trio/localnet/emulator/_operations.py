@@ -6,9 +6,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from starlette.routing import BaseRoute, Match
+from starlette.routing import Match
 
 from ._activity_routes import activity_routes
+from ._app import IndexedRouter
 from ._market_routes import market_routes
 from ._payment_routes import payment_routes
 from ._vpn_routes import vpn_routes
@@ -20,15 +21,17 @@ _PLAIN = {("GET", "/me"): "getIdentity", ("GET", "/version/get"): "getVersion"}
 
 
 @functools.cache
-def _routes() -> tuple[BaseRoute, ...]:
+def _router() -> IndexedRouter:
     # The route tables close over the state they are given and never touch it when they are
     # made: matching paths needs none.
     nothing: Any = None
-    return (
-        *market_routes(nothing, nothing),
-        *activity_routes(nothing, nothing),
-        *payment_routes(nothing, nothing),
-        *vpn_routes(nothing, nothing),
+    return IndexedRouter(
+        [
+            *market_routes(nothing, nothing),
+            *activity_routes(nothing, nothing),
+            *payment_routes(nothing, nothing),
+            *vpn_routes(nothing, nothing),
+        ]
     )
 
 
@@ -40,7 +43,7 @@ def operation_of(method: str, path: str) -> str | None:
     if plain is not None:
         return plain
     scope = {"type": "http", "method": method, "path": path, "root_path": "", "path_params": {}}
-    for route in _routes():
+    for route in _router().candidates(path):
         match, _child = route.matches(scope)
         if match is Match.FULL:
             name = getattr(route, "name", None)
