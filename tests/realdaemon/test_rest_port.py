@@ -87,13 +87,15 @@ def _spec(
     no_activity_timeout: float = 90.0,
     debit_note_interval: int = 120,
     price_start: Decimal = Decimal(0),
+    tick: float = 0.2,
 ) -> ProviderSpec:
-    """A provider on a subnet and with a name of its own, looking at its agreements often."""
+    """A provider on a subnet and with a name of its own, looking at its agreements often
+    (every ``tick``)."""
     run = uuid.uuid4().hex[:12]
     return ProviderSpec(
         name=f"golem-trio-rest-{run}",
         subnet=f"golem-trio-{run}",
-        tick=0.2,
+        tick=tick,
         no_activity_timeout=no_activity_timeout,
         debit_note_interval=debit_note_interval,
         price_start=price_start,
@@ -361,6 +363,39 @@ async def test_agent_negotiates_and_sees_requestor_termination(
                 # Stop the agent first, or it publishes its offer again once withdrawn.
                 nursery.cancel_scope.cancel()
                 await _withdraw(market)
+
+
+async def test_agent_learns_of_an_end_from_the_agreement_events(
+    running: _Running, port: RestProviderPort
+) -> None:
+    """While the port watches the identity's agreement events, the agent invoices an
+    agreement the requestor ended as soon as the event comes, not at its next look at the
+    agreement (a tick longer than the wait below)."""
+    spec = _spec(tick=60.0)
+    assert not port.tells_ends
+    with trio.fail_after(TEST_DEADLINE):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(port.watch_ends)
+            assert port.tells_ends
+            market = await running(spec, nursery)
+            try:
+                agreement_id, _ = await market.agreement()
+                approval = await running.requestor.market.wait_for_approval(agreement_id, wait=10)
+                assert approval.approved, approval
+                life = await _life(market.agent, agreement_id)
+                await running.requestor.market.terminate_agreement(
+                    agreement_id, Reason("done", {"golem.requestor.code": "Success"})
+                )
+                with trio.fail_after(10):
+                    await port.wait_ended(agreement_id)
+                invoice_id = await _invoiced(life)
+                assert life.end_code is None
+                invoice = await running.requestor.payment.get_invoice(invoice_id)
+                assert invoice.agreement_id == agreement_id
+            finally:
+                nursery.cancel_scope.cancel()
+                await _withdraw(market)
+    assert not port.tells_ends
 
 
 async def test_agent_bills_an_activity_and_invoices_it(

@@ -288,6 +288,9 @@ async def open_yagna_localnet(
                             client, bus, identity, node.requestor_id, port.app_session_id, runtime
                         )
                         await nursery.start(host.run)
+                        # The agent learns of an agreement's end from its events, not by
+                        # looking at every agreement every tick.
+                        await nursery.start(port.watch_ends)
                         await nursery.start(agent.run)
                         net.agents.append(agent)
                         net.ports.append(port)

@@ -35,6 +35,12 @@ Method                   Daemon calls (yagna 0.17.6) and differences from the em
 ``agreement_state``      ``GET /market-api/v1/agreements/{id}`` -> ``state``. With both
                          identities on one daemon the daemon keeps two copies of an
                          agreement and may answer with either (their states agree).
+``wait_ended``           Woken by :meth:`RestProviderPort.watch_ends`, which follows ``GET
+                         /market-api/v1/agreementEvents?afterTimestamp=&appSessionId=&timeout=``
+                         (one long poll for the identity): an ``AgreementTerminatedEvent``
+                         (or a cancelled or rejected agreement) ends the agreement's wait.
+                         Without the watch, :attr:`~RestProviderPort.tells_ends` is false and
+                         the agent looks at ``agreement_state`` every tick instead.
 ``terminate_agreement``  ``POST /market-api/v1/agreements/{id}/terminate`` -> 200. 410
                          (``Can't update Agreement state from Terminated to Terminated.``) is
                          a no-op, as in the emulator.
@@ -79,6 +85,7 @@ status, the daemon's message and the call; a connection failure is
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
@@ -117,6 +124,16 @@ _READ_SLACK: Final = 10.0
 _PLAIN_TIMEOUT: Final = 15.0
 #: The status a refused forged debit note is recorded with.
 REFUSED: Final = "REFUSED"
+#: How long one poll of the identity's agreement events waits (the daemon's default).
+ENDS_WAIT: Final = 5.0
+#: Seconds between polls of the agreement events while the daemon cannot be reached.
+ENDS_RETRY: Final = 1.0
+#: Agreement events after which an approved agreement is over.
+_ENDING_EVENTS: Final = frozenset(
+    {"AgreementTerminatedEvent", "AgreementCancelledEvent", "AgreementRejectedEvent"}
+)
+
+logger = logging.getLogger("golem_trio.localnet.yagna")
 
 
 class RestPortError(Exception):
@@ -268,6 +285,12 @@ class RestProviderPort:
         #: Every debit note and invoice issued through this port, by id (what the ledger
         #: reads for ``honest``).
         self.documents: dict[str, SentDocument] = {}
+        #: Whether :meth:`wait_ended` tells when an agreement ends: while :meth:`watch_ends`
+        #: runs. Otherwise the agent looks at each agreement's state every tick.
+        self.tells_ends = False
+        #: Agreements whose end was seen or is awaited; each event is set when it ends (kept:
+        #: one per agreement, as the daemon keeps the agreements).
+        self._ends: dict[str, trio.Event] = {}
 
     def __repr__(self) -> str:
         return f"<RestProviderPort {self.node_id} at {self._client.base_url}>"
@@ -362,12 +385,62 @@ class RestProviderPort:
         agreement = await self._call("GET", f"{MARKET}/agreements/{agreement_id}")
         return str(agreement["state"])
 
-    #: The daemon's provider API has no event for an agreement's end the agent could wait on
-    #: cheaply: the agent looks every tick.
-    tells_ends = False
+    def _end_of(self, agreement_id: str) -> trio.Event:
+        end = self._ends.get(agreement_id)
+        if end is None:
+            end = self._ends[agreement_id] = trio.Event()
+        return end
 
     async def wait_ended(self, agreement_id: str) -> None:
-        await trio.sleep_forever()
+        """Return once :meth:`watch_ends` has seen the agreement end (whenever that was)."""
+        await self._end_of(agreement_id).wait()
+
+    async def watch_ends(
+        self,
+        *,
+        wait: float = ENDS_WAIT,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Follow this identity's agreement events until cancelled, so that
+        :meth:`wait_ended` wakes as soon as an agreement ends (the provider then invoices it
+        at once instead of at its next look). Started once its cursor is set; a daemon that
+        cannot be reached or refuses a poll is tried again every :data:`ENDS_RETRY` seconds
+        (the agent's own looks at its agreements still find an end meanwhile).
+
+        Cancellation: a checkpoint; :attr:`tells_ends` is false again once it returns."""
+        # Agreement events persist: those of agreements ended before the watch began are
+        # read too, harmlessly (nobody waits on them, and the first wait finds them set).
+        after = _rfc3339(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2))
+        self.tells_ends = True
+        task_status.started()
+        try:
+            while True:
+                try:
+                    events = await self._call(
+                        "GET",
+                        f"{MARKET}/agreementEvents",
+                        params={
+                            "afterTimestamp": after,
+                            "appSessionId": self.app_session_id,
+                            "timeout": wait,
+                            "maxEvents": 100,
+                        },
+                        wait=wait,
+                    )
+                except RestPortError as exc:
+                    logger.warning("agreement events of %s: %s", self.node_id, exc)
+                    await trio.sleep(ENDS_RETRY)
+                    continue
+                for event in events or []:
+                    if not isinstance(event, dict) or not isinstance(event.get("eventDate"), str):
+                        continue
+                    # The daemon's own timestamp goes back verbatim: no precision is lost.
+                    after = event["eventDate"]
+                    agreement_id = event.get("agreementId")
+                    if event.get("eventType") in _ENDING_EVENTS and isinstance(agreement_id, str):
+                        self._end_of(agreement_id).set()
+        finally:
+            self.tells_ends = False
 
     async def terminate_agreement(self, agreement_id: str, reason: Json) -> None:
         try:
