@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import httpx2
 import trio
 import trio.testing
 
@@ -324,3 +325,73 @@ async def test_an_invoice_is_checked_against_usage_the_processor_reads_itself(
     assert rejected.sent
     assert "exceeds the most" in rejected.message
     assert [u.agreement_id for u in report.unpaid] == [agreement_id]
+
+
+class OncePerSecondEventPolls(httpx2.AsyncBaseTransport):
+    """LocalNet in-process, except that invoice-event polls answer as a real daemon does: the
+    daemon looks for events when a poll begins, then once a second until the poll's
+    ``timeout`` (not as soon as one comes, as the emulator does)."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+        self.polls = 0
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if not request.url.path.endswith("/invoiceEvents"):
+            return await self._inner.handle_async_request(request)
+        self.polls += 1
+        wait = float(request.url.params.get("timeout", 5))
+        deadline = trio.current_time() + wait
+        look = request.url.copy_set_param("timeout", 0)
+        while True:
+            response = await self._inner.handle_async_request(
+                httpx2.Request(request.method, look, headers=request.headers)
+            )
+            content = await response.aread()
+            if content.strip() != b"[]" or trio.current_time() + 1 > deadline:
+                return httpx2.Response(
+                    response.status_code, headers=response.headers, content=content
+                )
+            await trio.sleep(1)
+
+
+async def test_the_last_invoice_is_seen_sooner_than_one_poll_would(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """At exit the processor waits for the invoices with several polls in flight, begun a
+    fraction of a second apart: on a daemon that looks for events once a second per poll, an
+    invoice that comes 0.3 s into the wait is paid within about half a second (one poll would
+    see it a second after the wait began)."""
+    async with open_localnet(specs(1), epoch=EPOCH) as net:
+        config = ApiConfig(app_key=net.app_key, api_url="http://localnet")
+        transport = OncePerSecondEventPolls(net.transport())
+        events: list[PaymentEvent] = []
+        async with YagnaClient(config, transport=transport) as yagna:
+            async with trio.open_nursery() as nursery:
+                async with open_payments(
+                    yagna, budget=Decimal(5), emit=events.append, now=net.daemon.clock.now
+                ) as payments:
+                    (agreement_id,) = (await sign_all(yagna, 1)).values()
+                    await payments.add_agreement(agreement_id)
+                    await start_activity(yagna, payments, agreement_id)
+                    await trio.sleep(30)
+
+                    async def end_later() -> None:
+                        await trio.sleep(0.3)
+                        await terminate(yagna, agreement_id)
+                        payments.agreement_ended(agreement_id)
+
+                    nursery.start_soon(end_later)
+                    polls_before = transport.polls
+                    waiting_since = trio.current_time()
+                waited = trio.current_time() - waiting_since
+            report = payments.report
+        book = ledger(net)
+    assert report is not None
+    (invoice,) = book["invoices"]
+    assert paid(invoice)
+    assert report.invoices_accepted == {agreement_id: Decimal(invoice["amount"])}
+    assert [type(e) for e in events].count(InvoiceAccepted) == 1
+    assert 0.3 < waited < 0.75, waited
+    # Polls begun after the invoice came were not needed: at most three to see it.
+    assert transport.polls - polls_before <= 3
