@@ -123,6 +123,8 @@ class ServiceInstance:
     #: The cleanup steps of this life that are done (what is not, a cut cleanup hands over).
     _activity_ended: bool = False
     _agreement_ended: bool = False
+    #: Whether the activity's usage was read for billing in this life's stopping phase.
+    _usage_read: bool = False
     done: trio.Event = attrs.field(factory=trio.Event)
     #: The address this instance asks for in its cluster's network: the one it was given, then
     #: the one it last held (a new life gets it back when it is still free).
@@ -270,7 +272,7 @@ class ServiceInstance:
         self.reached_running = False
         self.shutdown_ran = self.shutdown_timed_out = self.cleanup_timed_out = False
         self._ended_elsewhere = None
-        self._activity_ended = self._agreement_ended = False
+        self._activity_ended = self._agreement_ended = self._usage_read = False
         if not self._for_good:
             self._requested = None
         life = trio.CancelScope()
@@ -534,22 +536,30 @@ class ServiceInstance:
         self.machine.fire(trigger, reason.message)
         await trio.lowlevel.checkpoint()  # the caller shields and bounds the whole phase
         if self.reached_running and ctx is not None and self._ended_elsewhere is None:
-            with trio.move_on_after(timeouts.shutdown) as scope:
-                self._shutdown_scope = scope
-                if engine.hurry.is_set():
-                    scope.cancel()
-                await trio.lowlevel.checkpoint()
-                self.shutdown_ran = True
-                try:
-                    async with trio.open_nursery() as nursery:
-                        await self._drive("shutdown", nursery)
-                        nursery.cancel_scope.cancel()
-                except* Exception as group:
-                    logger.warning(
-                        "%r: the shutdown handler failed: %r", self.service, group.exceptions
-                    )
-            self._shutdown_scope = None
-            self.shutdown_timed_out = scope.cancelled_caught
+            async with trio.open_nursery() as reading:
+                # The usage billing needs is read while the handler runs, not after it: one
+                # round trip fewer before the activity is destroyed. The reading bounds the
+                # invoice as well then, with the worst case of the time after it.
+                info = self.agreement
+                if info is not None and self.activity_id is not None:
+                    self._usage_read = True
+                    reading.start_soon(self._read_usage, info.agreement_id, self.activity_id)
+                with trio.move_on_after(timeouts.shutdown) as scope:
+                    self._shutdown_scope = scope
+                    if engine.hurry.is_set():
+                        scope.cancel()
+                    await trio.lowlevel.checkpoint()
+                    self.shutdown_ran = True
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            await self._drive("shutdown", nursery)
+                            nursery.cancel_scope.cancel()
+                    except* Exception as group:
+                        logger.warning(
+                            "%r: the shutdown handler failed: %r", self.service, group.exceptions
+                        )
+                self._shutdown_scope = None
+                self.shutdown_timed_out = scope.cancelled_caught
         with trio.move_on_after(timeouts.cleanup) as cleanup:
             await self._cleanup(reason)
         self.cleanup_timed_out = cleanup.cancelled_caught
@@ -595,7 +605,7 @@ class ServiceInstance:
         info = self.agreement
         await trio.lowlevel.checkpoint()
         if self.activity_id is not None:
-            if info is not None:
+            if info is not None and not self._usage_read:
                 await self._read_usage(info.agreement_id, self.activity_id)
             self._activity_ended = await destroy_activity(
                 engine, info, self.activity_id, engine.timeouts.cleanup / 2

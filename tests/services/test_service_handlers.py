@@ -25,6 +25,8 @@ from golem_trio.services import (
 )
 from golem_trio.services._service import drive_handler
 from golem_trio.work import CommandExecutionError, CommandNotRun, Result, Script
+from golem_trio.yagna import ActivityUsage
+from golem_trio.yagna._activity import ActivityApi
 
 Gen = AsyncGenerator[Script, Awaitable[list[Result]]]
 NEVER = RestartPolicy(Restart.NEVER)
@@ -435,6 +437,47 @@ async def test_generator_finally_runs_on_stop(
         assert service.instance.shutdown_ran
     [agreement] = world.agreements()
     assert agreement["state"] == "Terminated"
+
+
+class SlowShutdown(BaseService):
+    """A shutdown handler whose script takes ten seconds."""
+
+    async def shutdown(self) -> Gen:  # type: ignore[override]
+        self._ctx.run("/bin/sleep", "10")
+        yield self._ctx.commit()
+
+
+async def test_usage_is_read_while_the_shutdown_handler_runs(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stopping phase reads the activity's usage for billing beside the shutdown handler,
+    not after it: once, before the handler's script ends; the invoice is still paid by it
+    (the world's invariants)."""
+    reads: list[tuple[float, str]] = []
+    original = ActivityApi.get_usage
+
+    async def recorded(self: ActivityApi, activity_id: str) -> ActivityUsage:
+        reads.append((trio.current_time(), activity_id))
+        return await original(self, activity_id)
+
+    monkeypatch.setattr(ActivityApi, "get_usage", recorded)
+    async with open_world() as world:
+        golem = golem_of(world)
+        cluster = await golem.run_service(SlowShutdown, num_instances=1)
+        with trio.fail_after(600):
+            [service] = await cluster.wait_running(1)
+            await trio.sleep(30)
+            stop_asked = trio.current_time()
+            await cluster.stop()
+        assert service.instance.shutdown_ran
+        assert not service.instance.shutdown_timed_out
+        [(read_at, activity_id)] = reads
+        assert activity_id == service.instance.activity_id
+        assert stop_asked <= read_at < stop_asked + 10
+    report = golem.payment_report
+    assert report is not None
+    [paid] = report.invoices_accepted.values()
+    assert paid > 0
 
 
 # --- drive_handler on its own --------------------------------------------------------------------
