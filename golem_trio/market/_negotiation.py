@@ -409,8 +409,10 @@ class Negotiation:
         draft = answer.proposal
         try:
             # The agreement's offer side is the Draft: its terms must be ones billing can pay.
+            # Admission judges the terms billing will register: the Draft and our last counter
+            # (whose negotiated values are settled against the offer), not the bare demand.
             Terms.from_properties(draft.properties)
-            terms = Terms.from_properties(draft.properties, self.demand.properties)
+            terms = Terms.from_properties(draft.properties, ours)
         except TermsError as exc:
             self._ban(offer.provider_id, f"unusable terms: {exc}")
             raise _Skip(str(exc)) from exc
