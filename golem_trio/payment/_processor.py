@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import TypeAlias
@@ -177,6 +177,8 @@ USAGE_READ_BOUND = 5.0
 #: staggered polls see it within about ``1 / DRAIN_POLLS`` s. (A daemon that answers a poll as
 #: soon as an event comes, as LocalNet's emulator does, answers the first one.)
 DRAIN_POLLS = 4
+#: Invoices of one round read from the daemon at once (they are decided one by one).
+INVOICES_AT_ONCE = 4
 
 
 @attrs.frozen
@@ -243,6 +245,8 @@ class PaymentProcessor:
         self._unpaid: dict[str, Unpaid] = {}
         self._changed = trio.Event()
         self._seen: set[str] = set()
+        #: Documents being decided now (a subset of ``_seen``).
+        self._deciding: set[str] = set()
         #: activity id -> when we started it, until its first debit note.
         #: agreement id -> (timestamp, amount) of its last accepted debit note.
         self.report: PaymentReport | None = None
@@ -406,14 +410,70 @@ class PaymentProcessor:
             after_timestamp=self._invoices_after,
             app_session_id=self.app_session_id,
         )
-        for event in events:
-            if "Received" in event.event_type and event.invoice_id not in self._seen:
-                await self._handle("invoice", event.invoice_id, self._invoice)
-            # Rounds may overlap (the final wait's): the cursor never goes back.
-            after = self._invoices_after
-            self._invoices_after = (
-                event.event_date if after is None else max(after, event.event_date)
-            )
+        # Rounds may overlap (the final wait's polls). A round claims the invoices it will
+        # decide, reads them side by side, then decides them one by one in the feed's order (an
+        # agreement's first invoice is the one paid). It skips those another round claimed, and
+        # its cursor stops before them: that round may fail on one, which is then read again.
+        claimed = {
+            e.invoice_id
+            for e in events
+            if "Received" in e.event_type
+            and e.invoice_id not in self._seen
+            and e.invoice_id not in self._deciding
+        }
+        self._deciding.update(claimed)
+        try:
+            read = await self._read_invoices(list(claimed))
+            held = False
+            for event in events:
+                if "Received" in event.event_type:
+                    if event.invoice_id in claimed and event.invoice_id not in self._seen:
+                        await self._handle(
+                            "invoice", event.invoice_id, functools.partial(self._invoice, read=read)
+                        )
+                    elif event.invoice_id in self._deciding and event.invoice_id not in claimed:
+                        held = True
+                if not held:
+                    after = self._invoices_after
+                    self._invoices_after = (
+                        event.event_date if after is None else max(after, event.event_date)
+                    )
+        finally:
+            # What this round did not get to decide is free for the next one.
+            if claimed:
+                self._deciding.difference_update(claimed)
+                self._notify()
+        if held:
+            # Polling again at once would bring the same invoices back while the other round
+            # still decides them: wait until a decision is made.
+            await self._changed.wait()
+
+    async def _read_invoices(self, invoice_ids: list[str]) -> dict[str, Invoice]:
+        """The invoices the daemon could give, read side by side (at most
+        :data:`INVOICES_AT_ONCE` at a time, each bounded by ``call_timeout``); one it could
+        not give is read again, and its error handled, when the invoice is decided.
+
+        Cancellation: shielded (each read is bounded), as the decisions that follow are: the
+        invoices of a poll that came are decided even when the polling is cancelled."""
+        read: dict[str, Invoice] = {}
+        if len(invoice_ids) < 2:
+            await trio.lowlevel.checkpoint()
+            return read
+        limiter = trio.CapacityLimiter(INVOICES_AT_ONCE)
+
+        async def one(invoice_id: str) -> None:
+            async with limiter:
+                with trio.move_on_after(self._call_timeout):
+                    try:
+                        read[invoice_id] = await self._yagna.payment.get_invoice(invoice_id)
+                    except YagnaError as exc:
+                        logger.debug("reading invoice %s ahead: %s", invoice_id, exc)
+
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                for invoice_id in invoice_ids:
+                    nursery.start_soon(one, invoice_id)
+        return read
 
     async def _handle(
         self, kind: str, document_id: str, handler: Callable[[str], Awaitable[None]]
@@ -423,12 +483,16 @@ class PaymentProcessor:
         the next round: the error propagates (a :data:`TRANSIENT_ERRORS` one, which the
         round's loop rides out) and the feed's cursor stays before the document's event."""
         self._seen.add(document_id)
+        self._deciding.add(document_id)
         try:
             with trio.move_on_after(self._call_timeout, shield=True) as scope:
                 await handler(document_id)
         except BaseException:
             self._seen.discard(document_id)
             raise
+        finally:
+            self._deciding.discard(document_id)
+            self._notify()
         if scope.cancelled_caught:
             self._seen.discard(document_id)
             raise DaemonTimeout(
@@ -533,14 +597,17 @@ class PaymentProcessor:
             )
         )
 
-    async def _invoice(self, invoice_id: str) -> None:
+    async def _invoice(self, invoice_id: str, read: Mapping[str, Invoice] | None = None) -> None:
+        """Decide an invoice: ``read`` may hold it already (read ahead)."""
         await trio.lowlevel.checkpoint()
-        try:
-            invoice = await self._yagna.payment.get_invoice(invoice_id)
-        except YagnaError as exc:
-            if is_transient(exc):
-                raise  # read it again on the next round
-            return
+        invoice = None if read is None else read.get(invoice_id)
+        if invoice is None:
+            try:
+                invoice = await self._yagna.payment.get_invoice(invoice_id)
+            except YagnaError as exc:
+                if is_transient(exc):
+                    raise  # read it again on the next round
+                return
         if self._made_elsewhere("invoice", invoice_id, invoice.agreement_id):
             return
         await self._read_usage(invoice.agreement_id)

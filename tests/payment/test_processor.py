@@ -395,3 +395,83 @@ async def test_the_last_invoice_is_seen_sooner_than_one_poll_would(
     assert 0.3 < waited < 0.75, waited
     # Polls begun after the invoice came were not needed: at most three to see it.
     assert transport.polls - polls_before <= 3
+
+
+class SlowInvoiceReads(httpx2.AsyncBaseTransport):
+    """LocalNet in-process, except that reading an invoice takes a second, and the first
+    ``FAILED_READS`` reads of each of the first ``failing`` invoices read fail with a 500 (a
+    passing fault of the daemon that outlasts the client's own retries)."""
+
+    FAILED_READS = 6
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, failing: int = 0) -> None:
+        self._inner = inner
+        self._failing = failing
+        self.failures: dict[str, int] = {}
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        path = request.url.path
+        if request.method == "GET" and path.startswith("/payment-api/v1/invoices/"):
+            await trio.sleep(1)
+            invoice_id = path.rsplit("/", 1)[1]
+            if invoice_id not in self.failures and len(self.failures) < self._failing:
+                self.failures[invoice_id] = 0
+            if self.failures.get(invoice_id, self.FAILED_READS) < self.FAILED_READS:
+                self.failures[invoice_id] += 1
+                return httpx2.Response(500, json={"message": "DB error: database is locked"})
+        return await self._inner.handle_async_request(request)
+
+
+async def _pay_ten(transport: SlowInvoiceReads, net: Any) -> tuple[float, list[PaymentEvent]]:
+    """Ten agreements ended at once; how long from their ends to the processor's report."""
+    config = ApiConfig(app_key=net.app_key, api_url="http://localnet")
+    events: list[PaymentEvent] = []
+    async with YagnaClient(config, transport=transport) as yagna:
+        async with open_payments(
+            yagna, budget=Decimal(50), emit=events.append, now=net.daemon.clock.now
+        ) as payments:
+            agreements = await sign_all(yagna, 10)
+            for agreement_id in agreements.values():
+                await payments.add_agreement(agreement_id)
+                await start_activity(yagna, payments, agreement_id)
+            await trio.sleep(30)
+            ending_at = trio.current_time()
+            for agreement_id in agreements.values():
+                await terminate(yagna, agreement_id)
+                payments.agreement_ended(agreement_id)
+        report = payments.report
+    assert report is not None
+    assert report.unpaid == ()
+    assert set(report.invoices_accepted) == set(agreements.values())
+    return trio.current_time() - ending_at, events
+
+
+async def test_the_invoices_of_a_round_are_read_side_by_side(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Ten invoices whose reads take a second each are paid within a few seconds of their
+    agreements' ends: the processor reads the invoices that come together side by side, then
+    decides them one by one."""
+    async with open_localnet(specs(10), epoch=EPOCH) as net:
+        took, events = await _pay_ten(SlowInvoiceReads(net.transport()), net)
+        book = ledger(net)
+    assert took < 4, took
+    assert [type(e) for e in events].count(InvoiceAccepted) == 10
+    assert all(paid(invoice) for invoice in book["invoices"])
+
+
+async def test_an_invoice_whose_read_fails_is_read_again_and_paid_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Three of ten invoices cannot be read for a while (a passing fault of the daemon that
+    outlasts the client's retries) while the others are handled, by overlapping polls at exit
+    too: the cursor never passes one still undecided, so each is read again on a later round
+    and every invoice is paid exactly once."""
+    async with open_localnet(specs(10), epoch=EPOCH) as net:
+        transport = SlowInvoiceReads(net.transport(), failing=3)
+        _, events = await _pay_ten(transport, net)
+        book = ledger(net)
+    assert list(transport.failures.values()) == [SlowInvoiceReads.FAILED_READS] * 3
+    accepted = [e for e in events if isinstance(e, InvoiceAccepted)]
+    assert sorted(e.invoice_id for e in accepted) == sorted(i["id"] for i in book["invoices"])
+    assert all(paid(invoice) for invoice in book["invoices"])
