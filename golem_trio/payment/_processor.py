@@ -464,6 +464,7 @@ class PaymentProcessor:
         async def one(invoice_id: str) -> None:
             async with limiter:
                 with trio.move_on_after(self._call_timeout):
+                    await trio.lowlevel.checkpoint()
                     try:
                         read[invoice_id] = await self._yagna.payment.get_invoice(invoice_id)
                     except YagnaError as exc:

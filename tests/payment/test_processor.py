@@ -9,9 +9,11 @@ from decimal import Decimal
 from typing import Any
 
 import httpx2
+import pytest
 import trio
 import trio.testing
 
+import golem_trio.payment._processor as processor_module
 from golem_trio.localnet import FaultKind, ProviderSpec, ledger, open_localnet
 from golem_trio.localnet.providers import ACCEPT_TIMEOUT, DEBIT_NOTE_INTERVAL
 from golem_trio.payment import (
@@ -447,11 +449,12 @@ async def _pay_ten(transport: SlowInvoiceReads, net: Any) -> tuple[float, list[P
 
 
 async def test_the_invoices_of_a_round_are_read_side_by_side(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ten invoices whose reads take a second each are paid within a few seconds of their
     agreements' ends: the processor reads the invoices that come together side by side, then
-    decides them one by one."""
+    decides them one by one (here all ten at once)."""
+    monkeypatch.setattr(processor_module, "INVOICES_AT_ONCE", 10)
     async with open_localnet(specs(10), epoch=EPOCH) as net:
         took, events = await _pay_ten(SlowInvoiceReads(net.transport()), net)
         book = ledger(net)
