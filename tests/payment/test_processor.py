@@ -116,6 +116,14 @@ async def terminate(yagna: YagnaClient, agreement_id: str) -> None:
         await trio.lowlevel.checkpoint()
 
 
+async def sign_one_and_start(yagna: YagnaClient, payments: PaymentProcessor) -> str:
+    """Sign the one provider's agreement, register it for billing and start its activity."""
+    (agreement_id,) = (await sign_all(yagna, 1)).values()
+    await payments.add_agreement(agreement_id)
+    await start_activity(yagna, payments, agreement_id)
+    return agreement_id
+
+
 def refused_ids(events: Sequence[PaymentEvent]) -> list[str]:
     ids: list[str] = []
     for event in events:
@@ -261,9 +269,7 @@ async def test_cancelling_the_block_still_pays_invoices_and_releases(
                 async with open_payments(
                     yagna, budget=Decimal(5), emit=events.append, now=net.daemon.clock.now
                 ) as payments:
-                    (agreement_id,) = (await sign_all(yagna, 1)).values()
-                    await payments.add_agreement(agreement_id)
-                    await start_activity(yagna, payments, agreement_id)
+                    agreement_id = await sign_one_and_start(yagna, payments)
                     try:
                         await trio.sleep_forever()
                     finally:
@@ -309,9 +315,7 @@ async def test_an_invoice_is_checked_against_usage_the_processor_reads_itself(
                 emit=events.append,
                 now=net.daemon.clock.now,
             ) as payments:
-                (agreement_id,) = (await sign_all(yagna, 1)).values()
-                await payments.add_agreement(agreement_id)
-                await start_activity(yagna, payments, agreement_id)
+                agreement_id = await sign_one_and_start(yagna, payments)
                 await trio.sleep(60)
                 await terminate(yagna, agreement_id)
                 payments.agreement_ended(agreement_id)
@@ -373,9 +377,7 @@ async def test_the_last_invoice_is_seen_sooner_than_one_poll_would(
                 async with open_payments(
                     yagna, budget=Decimal(5), emit=events.append, now=net.daemon.clock.now
                 ) as payments:
-                    (agreement_id,) = (await sign_all(yagna, 1)).values()
-                    await payments.add_agreement(agreement_id)
-                    await start_activity(yagna, payments, agreement_id)
+                    agreement_id = await sign_one_and_start(yagna, payments)
                     await trio.sleep(30)
 
                     async def end_later() -> None:
