@@ -53,7 +53,7 @@ from ._errors import (
     error_for_status,
     remember_secret,
 )
-from ._transport import BodyTooLarge, Call, Http11Transport
+from ._transport import BodyTooLarge, Call, DeadlinePassed, Http11Transport
 
 __all__ = ["NO_BODY", "HttpLayer"]
 
@@ -321,21 +321,18 @@ class HttpLayer:
     ) -> tuple[int, bytes]:
         """:meth:`_exchange` through our own transport, without httpx's objects."""
         cap = self.config.max_reply_size
-        status_content: tuple[int, bytes] | None = None
-        with trio.move_on_after(deadline) as scope:
-            try:
-                status_content = await transport.fetch(call, cap)
-            except BodyTooLarge as exc:
-                if exc.announced:
-                    message = f"{method} {path}: reply of {exc.size} bytes, more than {cap}"
-                else:
-                    message = f"{method} {path}: reply larger than {cap} bytes"
-                raise ReplyTooLarge(operation, message, limit=cap, size=exc.size) from None
-        if scope.cancelled_caught or status_content is None:
+        try:
+            return await transport.fetch(call, cap, deadline)
+        except BodyTooLarge as exc:
+            if exc.announced:
+                message = f"{method} {path}: reply of {exc.size} bytes, more than {cap}"
+            else:
+                message = f"{method} {path}: reply larger than {cap} bytes"
+            raise ReplyTooLarge(operation, message, limit=cap, size=exc.size) from None
+        except DeadlinePassed:
             raise DaemonTimeout(
                 operation, f"{method} {path}: the reply did not arrive in full within {deadline} s"
-            )
-        return status_content
+            ) from None
 
     def _headers_and_body(
         self, body: Any, headers: Mapping[str, str] | None
@@ -556,6 +553,16 @@ class HttpLayer:
         if not control:
             await trio.lowlevel.checkpoint()
             return False
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            # A free connection is taken without a timer (most calls: a cancel scope per
+            # call is a cost that shows at hundreds of instances).
+            self._control_slots.acquire_nowait()
+        except trio.WouldBlock:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return True
         wait = self.config.timeouts.pool
         with trio.move_on_after(wait) as waiting:
             await self._control_slots.acquire()

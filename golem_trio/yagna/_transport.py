@@ -26,6 +26,7 @@ broke the protocol).
 
 from __future__ import annotations
 
+import math
 import re
 import select
 import time
@@ -35,7 +36,7 @@ import attrs
 import httpx2
 import trio
 
-__all__ = ["BodyTooLarge", "Call", "Http11Transport"]
+__all__ = ["BodyTooLarge", "Call", "DeadlinePassed", "Http11Transport"]
 
 #: Bytes asked of the socket per read.
 _READ_SIZE: Final = 65536
@@ -61,6 +62,38 @@ class BodyTooLarge(Exception):
         super().__init__(size)
         self.size = size
         self.announced = announced
+
+
+class DeadlinePassed(Exception):
+    """The exchange did not end within the overall deadline :meth:`Http11Transport.fetch`
+    was given."""
+
+
+class _Timer:
+    """The one cancel scope of an exchange: its deadline is the current phase's (connecting,
+    writing the request, the next read of the reply) or the exchange's overall end, whichever
+    comes first. One scope whose deadline moves costs less than a scope per phase (trio keeps
+    every deadline a scope ever had in a heap until it prunes it)."""
+
+    __slots__ = ("end", "phase", "scope")
+
+    def __init__(self, end: float) -> None:
+        self.end = end
+        self.scope = trio.CancelScope(deadline=end)
+        self.phase: type[httpx2.TimeoutException] = httpx2.WriteTimeout
+
+    def start(self, phase: type[httpx2.TimeoutException], seconds: float) -> None:
+        """Give ``phase`` ``seconds`` from now (within the overall end)."""
+        self.phase = phase
+        self.scope.deadline = min(self.end, trio.current_time() + seconds)
+
+    def passed(self) -> BaseException:
+        """What to raise once the scope caught its deadline."""
+        if self.scope.deadline >= self.end:
+            return DeadlinePassed()
+        if self.phase is httpx2.WriteTimeout:
+            return httpx2.WriteTimeout("the request could not be sent in time")
+        return httpx2.ReadTimeout("no answer in time")
 
 
 @attrs.frozen
@@ -102,28 +135,22 @@ class _Connection:
         readable, _, _ = select.select([fileno], [], [], 0)
         return bool(readable)
 
-    async def send(self, data: bytes, write_timeout: float) -> None:
-        scope = trio.CancelScope(deadline=trio.current_time() + write_timeout)
+    async def send(self, data: bytes, timer: _Timer, write_timeout: float) -> None:
+        """Send ``data`` within ``write_timeout`` (the caller's ``timer`` scope bounds it)."""
+        timer.start(httpx2.WriteTimeout, write_timeout)
         try:
-            with scope:
-                await self.stream.send_all(data)
+            await self.stream.send_all(data)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise httpx2.WriteError(f"sending the request failed: {exc}") from exc
-        if scope.cancelled_caught:
-            raise httpx2.WriteTimeout("the request could not be sent in time")
 
-    async def fill(self, read_timeout: float) -> bool:
-        """Read once (within ``read_timeout``) into the buffer; ``False`` at the end of the
-        stream."""
-        data = b""
-        scope = trio.CancelScope(deadline=trio.current_time() + read_timeout)
+    async def fill(self, timer: _Timer, read_timeout: float) -> bool:
+        """Read once (within ``read_timeout`` from now, the caller's ``timer`` scope bounding
+        it) into the buffer; ``False`` at the end of the stream."""
+        timer.start(httpx2.ReadTimeout, read_timeout)
         try:
-            with scope:
-                data = await self.stream.receive_some(_READ_SIZE)
+            data = await self.stream.receive_some(_READ_SIZE)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise httpx2.ReadError(f"reading the reply failed: {exc}") from exc
-        if scope.cancelled_caught:
-            raise httpx2.ReadTimeout("no answer in time")
         self.buffer += data
         return bool(data)
 
@@ -157,9 +184,9 @@ class _Connection:
         del self.buffer[: end + 4]
         return head
 
-    async def more(self, read_timeout: float) -> None:
+    async def more(self, timer: _Timer, read_timeout: float) -> None:
         """Read once more; the daemon closing the connection here breaks the reply."""
-        if not await self.fill(read_timeout):
+        if not await self.fill(timer, read_timeout):
             raise httpx2.RemoteProtocolError("the daemon closed the connection mid-reply")
 
 
@@ -243,18 +270,23 @@ class Http11Transport:
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._closed = False
 
-    async def fetch(self, call: Call, cap: int) -> tuple[int, bytes]:
-        """Send ``call`` and read its whole reply: its status and body. Raises
-        :class:`BodyTooLarge` for a body over ``cap`` bytes, announced or read, and httpx's
-        transport errors (see the module's notes)."""
+    async def fetch(self, call: Call, cap: int, deadline: float = math.inf) -> tuple[int, bytes]:
+        """Send ``call`` and read its whole reply: its status and body, all within
+        ``deadline`` seconds (opening a connection included). Raises
+        :class:`DeadlinePassed` past that, :class:`BodyTooLarge` for a body over ``cap``
+        bytes, announced or read, and httpx's transport errors (see the module's notes)."""
         request = _request_bytes(call)
-        connection = await self._open(call.origin, call.connect)
-        try:
-            await connection.send(request, call.write)
-            status, body, reusable = await self._reply(connection, call, cap)
-        except BaseException:
-            connection.close()
-            raise
+        timer = _Timer(trio.current_time() + deadline)
+        with timer.scope:
+            connection = await self._open(call.origin, call.connect)
+            try:
+                await connection.send(request, timer, call.write)
+                status, body, reusable = await self._reply(connection, timer, call, cap)
+            except BaseException:
+                connection.close()
+                raise
+        if timer.scope.cancelled_caught:
+            raise timer.passed()
         if reusable and not connection.buffer:
             self._release(call.origin, connection)
         else:
@@ -262,7 +294,7 @@ class Http11Transport:
         return status, body
 
     async def _reply(
-        self, connection: _Connection, call: Call, cap: int
+        self, connection: _Connection, timer: _Timer, call: Call, cap: int
     ) -> tuple[int, bytes, bool]:
         """The reply's status and body, and whether the connection may carry another call."""
         await trio.lowlevel.checkpoint()
@@ -271,7 +303,7 @@ class Http11Transport:
         while head is None:
             head = connection.take_head()
             if head is None:
-                if not await connection.fill(read):
+                if not await connection.fill(timer, read):
                     if connection.buffer:
                         raise httpx2.RemoteProtocolError(
                             "the daemon closed the connection mid-reply"
@@ -286,22 +318,22 @@ class Http11Transport:
         if call.method == b"HEAD" or head.status in (204, 304):
             return head.status, b"", head.keep_alive
         if head.chunked:
-            return head.status, await self._chunks(connection, read, cap), head.keep_alive
+            return head.status, await self._chunks(connection, timer, read, cap), head.keep_alive
         if head.length is not None:
             if head.length > cap:
                 raise BodyTooLarge(head.length, announced=True)
             while (body := connection.take(head.length)) is None:
-                await connection.more(read)
+                await connection.more(timer, read)
             return head.status, body, head.keep_alive
         # Neither: the body ends with the connection.
-        while await connection.fill(read):
+        while await connection.fill(timer, read):
             if len(connection.buffer) > cap:
                 raise BodyTooLarge(len(connection.buffer), announced=False)
         body = bytes(connection.buffer)
         connection.buffer.clear()
         return head.status, body, False
 
-    async def _chunks(self, connection: _Connection, read: float, cap: int) -> bytes:
+    async def _chunks(self, connection: _Connection, timer: _Timer, read: float, cap: int) -> bytes:
         """A chunked body, trailers skipped."""
         await trio.lowlevel.checkpoint()
         chunks: list[bytes] = []
@@ -309,7 +341,7 @@ class Http11Transport:
         ended = False
         while not ended:
             while (line := connection.take_line(_MAX_LINE)) is None:
-                await connection.more(read)
+                await connection.more(timer, read)
             token = line.split(b";", 1)[0].strip(b" \t")
             if not _HEX.fullmatch(token):
                 raise httpx2.RemoteProtocolError(f"a bad chunk size: {line[:40]!r}")
@@ -321,14 +353,14 @@ class Http11Transport:
             if size > cap:
                 raise BodyTooLarge(size, announced=False)
             while (data := connection.take(chunk + 2)) is None:
-                await connection.more(read)
+                await connection.more(timer, read)
             if data[-2:] != b"\r\n":
                 raise httpx2.RemoteProtocolError("a chunk does not end where it said")
             chunks.append(data[:-2])
         # Trailers, if any, up to the blank line.
         for _ in range(_MAX_TRAILERS + 1):
             while (line := connection.take_line(_MAX_LINE)) is None:
-                await connection.more(read)
+                await connection.more(timer, read)
             if not line:
                 return b"".join(chunks)
         raise httpx2.RemoteProtocolError("too many trailers")
@@ -340,7 +372,11 @@ class Http11Transport:
         connection = self._take(origin)
         if connection is None:
             return await self._connect(origin, connect_timeout)
-        await trio.lowlevel.checkpoint()
+        try:
+            await trio.lowlevel.checkpoint()
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def _take(self, origin: _Origin) -> _Connection | None:

@@ -98,6 +98,19 @@ async def test_a_whole_reply_within_the_deadline_is_read() -> None:
     assert me.name == "r"
 
 
+async def test_the_read_timeout_bounds_each_silence_not_the_whole_reply() -> None:
+    # 85 bytes 0.02 s apart: the reply takes about 1.7 s, more than three read timeouts.
+    async with serve(trickle(0.02)) as url:
+        config = ApiConfig(app_key="k", api_url=url, timeouts=Timeouts(read=0.5, reply=60.0))
+        async with YagnaClient(config) as yagna:
+            with trio.fail_after(60):
+                started = trio.current_time()
+                me = await yagna.identity.get_identity()
+                elapsed = trio.current_time() - started
+    assert me.name == "r"
+    assert elapsed > 0.5, elapsed
+
+
 @pytest.mark.parametrize("announce", [True, False], ids=["content-length", "until-close"])
 async def test_an_oversized_reply_hits_the_cap(announce: bool) -> None:
     async with serve(large(announce)) as url:

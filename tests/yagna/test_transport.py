@@ -350,6 +350,40 @@ async def test_a_silent_daemon_is_a_read_timeout(nursery: trio.Nursery) -> None:
         await layer.aclose()
 
 
+async def _deaf(stream: trio.SocketStream) -> None:
+    """A daemon that accepts the connection and never reads from it."""
+    async with stream:
+        await trio.sleep_forever()
+
+
+#: A request body no loopback socket buffers hold while the other end reads nothing.
+_HUGE = {"data": "x" * (64 * 1024 * 1024)}
+
+
+async def test_a_daemon_that_reads_nothing_is_a_write_timeout(nursery: trio.Nursery) -> None:
+    port = await _serve(nursery, _deaf)
+    layer = _layer(port, timeouts=Timeouts(write=0.3))
+    try:
+        with trio.fail_after(10), pytest.raises(DaemonTimeout, match="WriteTimeout"):
+            await layer.call("op", "POST", f"http://127.0.0.1:{port}/x", body=_HUGE)
+    finally:
+        await layer.aclose()
+
+
+async def test_the_overall_deadline_bounds_the_write_too(nursery: trio.Nursery) -> None:
+    port = await _serve(nursery, _deaf)
+    layer = _layer(port, timeouts=Timeouts(write=30.0, reply=0.3))
+    transport = layer._control_transport
+    assert isinstance(transport, Http11Transport)
+    try:
+        with trio.fail_after(10), pytest.raises(DaemonTimeout, match="did not arrive in full"):
+            await layer.call("op", "POST", f"http://127.0.0.1:{port}/x", body=_HUGE)
+        # The connection is in doubt: closed, never given back.
+        assert transport.idle_connections == 0
+    finally:
+        await layer.aclose()
+
+
 async def test_a_closed_transport_refuses_calls(daemon: tuple[Daemon, int]) -> None:
     handler, port = daemon
     layer = _layer(port)
