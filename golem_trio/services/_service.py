@@ -251,8 +251,10 @@ class Service:
 
     @property
     def id(self) -> str:
-        # A subclass may forget ``super().__init__()``: make the id on first use then.
-        ident: str = self.__dict__.setdefault("_Service__id", uuid.uuid4().hex)
+        ident: str | None = self.__dict__.get("_Service__id")
+        if ident is None:
+            # A subclass may forget ``super().__init__()``: make the id on first use then.
+            ident = self.__dict__.setdefault("_Service__id", uuid.uuid4().hex)
         return ident
 
     @property

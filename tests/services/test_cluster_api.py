@@ -24,6 +24,7 @@ from golem_trio.services import (
     Restart,
     RestartPolicy,
     RunFinished,
+    Service,
     ServiceInstance,
     ServiceState,
     Trigger,
@@ -567,3 +568,17 @@ async def test_scale_down_stops_the_newest_running_first(
             await cluster.wait_running(2)
             await cluster.scale(1)
         assert [s.name for s in cluster.live_instances] == ["old"]
+
+
+def test_an_id_is_stable_even_when_a_subclass_skips_the_base_init() -> None:
+    class Forgetful(Service):
+        def __init__(self) -> None:  # no super().__init__()
+            self.name = "forgetful"
+
+    one, two = Forgetful(), Forgetful()
+    first = one.id
+    assert one.id == first
+    assert len(first) == 32
+    assert two.id == two.id != first
+    made = Service()
+    assert made.id == made.id != first
