@@ -19,7 +19,8 @@ machine's monotonic clock, which this script collects:
   instance-minute;
 * **stop -> all terminated**: the cluster's stop asked -> LocalNet sees every agreement
   terminated; **stop -> exit**: -> the driver's ``async with Golem`` block has exited
-  (its invoices settled);
+  (its invoices settled); **requestor CPU stop -> exit**: the driver's CPU over that time,
+  per instance;
 * **RSS per instance**: the driver's resident memory growth from the engine's start to all
   running, per instance;
 * **LocalNet CPU per instance**: LocalNet's CPU from serving to the driver's exit (idle
@@ -215,6 +216,7 @@ async def one_run(
         / (idle_end["t"] - idle_start["t"]),
         "stop_to_terminated_s": terminated[0]["t"] - stop["t"] if terminated else math.nan,
         "stop_to_exit_s": exited["t"] - stop["t"],
+        "stop_cpu_ms": (exited["cpu"] - stop["cpu"]) * 1000 / n,
         "rss_kib": (running["rss"] - started["rss"]) / 1024 / n,
         "localnet_cpu_ms": (at_end["cpu"] - ready["cpu"]) * 1000 / n,
         "localnet_cpu_to_running_ms": (at_running["cpu"] - ready["cpu"]) * 1000 / n,
@@ -223,6 +225,7 @@ async def one_run(
         row["requests"] = at_running["requests"] / n
         row["requests_total"] = at_end["requests"] / n
         row["by_endpoint_to_running"] = at_running["by_endpoint"]
+        row["by_endpoint_in_all"] = at_end["by_endpoint"]
     return row
 
 
@@ -235,6 +238,7 @@ METRICS = [
     ("idle_ms_per_instance_min", "idle CPU (ms per instance-minute)", "{:.2f}"),
     ("stop_to_terminated_s", "stop -> all agreements terminated (s)", "{:.2f}"),
     ("stop_to_exit_s", "stop -> engine exit (s)", "{:.2f}"),
+    ("stop_cpu_ms", "requestor CPU stop -> exit (ms/instance)", "{:.2f}"),
     ("rss_kib", "RSS growth to running (KiB/instance)", "{:.1f}"),
     ("localnet_cpu_to_running_ms", "LocalNet CPU to running (ms/instance)", "{:.2f}"),
     ("localnet_cpu_ms", "LocalNet CPU in all (ms/instance)", "{:.2f}"),
