@@ -1,15 +1,20 @@
 """LocalNet's HTTP server: the emulated daemon's ASGI app served over HTTP/1.1 on trio, with
-h11 framing and wsproto websockets.
+its own framing and wsproto websockets.
 
 A served LocalNet answers every request of every requestor it hosts, so its cost per request
 bounds how large a network one machine can emulate. Hypercorn's trio worker spent more CPU per
 request than the emulated daemon itself (its protocol layers, a task and channels per request);
 this server does what LocalNet needs and nothing else:
 
-* HTTP/1.1 with keep-alive and pipelining, one task per connection; the request body is read
-  whole before the app runs (at most :data:`MAX_BODY` bytes: 413 beyond), the reply is sent as
-  the app gives it (``Content-Length`` when the app sets one, chunked otherwise, which event
-  streams need);
+* HTTP/1.1 with keep-alive and pipelining, one task per connection; the request body (by
+  ``Content-Length`` or chunked) is read whole before the app runs (at most :data:`MAX_BODY`
+  bytes: 413 beyond; ``Expect: 100-continue`` answered), the reply is sent as the app gives it
+  (``Content-Length`` when the app sets one, chunked otherwise, which event streams need);
+* the framing is the server's own (:func:`_parse_request`, :class:`_Reply`): h11's general
+  state machine and header validation were about a quarter of LocalNet's CPU at 1000
+  instances. A request that is not HTTP/1.x, or has a malformed request line, header,
+  ``Content-Length`` or chunk, or no ``Host`` (HTTP/1.1), is refused with a 4xx or 5xx and
+  the connection closed; a request head may take :data:`REQUEST_TIMEOUT` s once it started;
 * ASGI 3.0, HTTP spec 2.3: ``receive()`` after the body returns ``http.disconnect`` once the
   client has gone (it reads the connection meanwhile, keeping a pipelined request for later),
   so an event stream waiting for events notices a client that left; a ``send()`` to a client
@@ -28,11 +33,12 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import unquote
 
-import h11
 import trio
 from starlette.requests import ClientDisconnect
 from wsproto import ConnectionType
@@ -108,12 +114,118 @@ def _address(sockname: Any) -> tuple[str, int]:
     return (str(sockname[0]), int(sockname[1]))
 
 
-def _is_upgrade(request: h11.Request) -> bool:
-    """Whether ``request`` asks for a websocket."""
-    for name, value in request.headers:
-        if name == b"upgrade" and value.lower() == b"websocket":
-            return True
-    return False
+class _BadRequest(Exception):
+    """A request the server refuses before the app sees it (``status``, and why)."""
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+        self.why = why
+
+
+#: A method or header name (RFC 9110's token).
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: What a request target may not hold (whitespace and control bytes).
+_BAD_TARGET: Final = re.compile(rb"[\x00-\x20\x7f]")
+#: What a header value may not hold (control bytes but the tab).
+_BAD_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_MAX_LINE: Final = 4096
+_REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
+_MAX_TRAILERS: Final = 100
+
+
+class _Request:
+    """A request's head as the server reads it."""
+
+    __slots__ = (
+        "chunked",
+        "expects_continue",
+        "head_only",
+        "headers",
+        "http11",
+        "keep_alive",
+        "length",
+        "method",
+        "target",
+        "upgrade",
+    )
+
+    def __init__(self, method: bytes, target: bytes, http11: bool) -> None:
+        self.method = method
+        self.target = target
+        self.http11 = http11
+        #: (lower-case name, value), in order, as ASGI has them.
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.length = 0
+        self.chunked = False
+        self.keep_alive = http11
+        self.expects_continue = False
+        self.upgrade = False
+        self.head_only = method == b"HEAD"
+
+
+def _parse_request(head: bytes) -> _Request:
+    """A request head (request line and headers, without the blank line); raises
+    :class:`_BadRequest` for anything an HTTP/1.1 client does not send."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
+        raise _BadRequest(400, f"not an HTTP request line: {lines[0][:80]!r}")
+    method, target, version = parts
+    if _BAD_TARGET.search(target):
+        raise _BadRequest(400, "a malformed request target")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        if not version.startswith(b"HTTP/"):
+            raise _BadRequest(400, f"not an HTTP request line: {lines[0][:80]!r}")
+        raise _BadRequest(505, f"unsupported HTTP version {version[:20]!r}")
+    request = _Request(method, target, version == b"HTTP/1.1")
+    headers = request.headers
+    lengths: set[bytes] = set()
+    host = False
+    for line in lines[1:]:
+        if line[:1] in (b" ", b"\t"):
+            # An obsolete line folding: part of the header before.
+            if not headers:
+                raise _BadRequest(400, "a header line folded onto nothing")
+            name, value = headers[-1]
+            headers[-1] = (name, value + b" " + line.strip(b" \t"))
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise _BadRequest(400, f"a malformed header line: {line[:80]!r}")
+        value = value.strip(b" \t")
+        if _BAD_VALUE.search(value):
+            raise _BadRequest(400, "a header value with control characters")
+        name = name.lower()
+        headers.append((name, value))
+        if name == b"content-length":
+            lengths.update(v.strip(b" \t") for v in value.split(b","))
+        elif name == b"transfer-encoding":
+            if value.lower() != b"chunked" or request.chunked:
+                raise _BadRequest(501, f"unsupported Transfer-Encoding: {value[:40]!r}")
+            request.chunked = True
+        elif name == b"connection":
+            tokens = {t.strip(b" \t").lower() for t in value.split(b",")}
+            if b"close" in tokens:
+                request.keep_alive = False
+            elif b"keep-alive" in tokens and not request.http11:
+                request.keep_alive = True
+        elif name == b"host":
+            host = True
+        elif name == b"expect":
+            request.expects_continue = value.lower() == b"100-continue"
+        elif name == b"upgrade":
+            request.upgrade = value.lower() == b"websocket"
+    if request.http11 and not host:
+        raise _BadRequest(400, "no Host header")
+    if lengths:
+        if request.chunked:
+            raise _BadRequest(400, "both Content-Length and Transfer-Encoding")
+        if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+            raise _BadRequest(400, "a bad Content-Length")
+        request.length = int(next(iter(lengths)))
+    return request
 
 
 class _Disconnected(OSError):
@@ -128,76 +240,163 @@ def _only_disconnects(exc: BaseException) -> bool:
 
 
 class _Connection:
+    """One client's connection: requests read and framed here, answered by the app in turn."""
+
     def __init__(self, app: AsgiApp, stream: trio.SocketStream) -> None:
         self.app = app
         self.stream = stream
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+        #: What the client sent that was not read as a request yet.
+        self.buffer = bytearray()
+        #: Whether another request may follow the current one on this connection.
+        self.reusable = True
         sock = stream.socket
         self.server = _address(sock.getsockname())
         self.client = _address(sock.getpeername())
 
-    async def _receive(self, wait: float) -> bool:
-        """Read once into h11 (within ``wait`` s; a client gone reads as the end of its
-        stream); ``False`` when nothing came in time."""
-        with trio.move_on_after(wait):
-            self.h11.receive_data(await self._read())
-            return True
-        return False
+    async def _fill(self, deadline: float) -> bool | None:
+        """Read once into the buffer by ``deadline``: ``None`` when nothing came in time,
+        ``False`` when the client is gone."""
+        with trio.CancelScope(deadline=deadline):
+            data = await self._read()
+            self.buffer += data
+            return bool(data)
+        return None
 
-    async def _next_event(self, wait: float) -> Any:
-        """The next h11 event; ``None`` when the client said nothing for ``wait`` s. A
-        checkpoint either way."""
-        event = self.h11.next_event()
-        if event is not h11.NEED_DATA:
+    async def _next_request(self) -> _Request | None:
+        """The next request's head; ``None`` when the client left, or said nothing for
+        :data:`IDLE_TIMEOUT` s, or did not finish the head within :data:`REQUEST_TIMEOUT` s.
+        A checkpoint either way."""
+        # Blank lines before a request are allowed (RFC 9112, 2.2).
+        while self.buffer[:2] == b"\r\n":
+            del self.buffer[:2]
+        end = self.buffer.find(b"\r\n\r\n")
+        if end >= 0:
             await trio.lowlevel.checkpoint()
-            return event
-        while True:
-            if not await self._receive(wait):
-                return None
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
+        else:
+            wait = IDLE_TIMEOUT if not self.buffer else REQUEST_TIMEOUT
+            deadline = trio.current_time() + wait
+            while True:
+                if len(self.buffer) > _MAX_HEAD:
+                    raise _BadRequest(431, "the request head is too large")
+                searched = max(0, len(self.buffer) - 3)
+                idle = not self.buffer
+                if not await self._fill(deadline):
+                    return None
+                if idle:
+                    deadline = trio.current_time() + REQUEST_TIMEOUT
+                if self.buffer[:2] == b"\r\n":
+                    while self.buffer[:2] == b"\r\n":
+                        del self.buffer[:2]
+                    searched = 0
+                end = self.buffer.find(b"\r\n\r\n", searched)
+                if end >= 0:
+                    break
+        if end > _MAX_HEAD:
+            raise _BadRequest(431, "the request head is too large")
+        head = bytes(self.buffer[:end])
+        del self.buffer[: end + 4]
+        return _parse_request(head)
 
     async def run(self) -> None:
         while True:
             try:
-                request = await self._next_event(IDLE_TIMEOUT)
-                if not isinstance(request, h11.Request):
-                    return  # idle too long, closed, or nothing an HTTP client sends
-                if _is_upgrade(request):
+                request = await self._next_request()
+                if request is None:
+                    return  # gone, or idle too long
+                if request.upgrade:
                     await _WebSocket(self, request).run()
                     return
-                body = await self._body()
-            except h11.RemoteProtocolError as exc:
-                await self._refuse(exc.error_status_hint, str(exc))
+                body = self._take_body(request)
+                if body is None:
+                    body = await self._body(request)
+            except _BadRequest as exc:
+                await self._refuse(exc.status, exc.why)
                 return
             if body is None:
                 await self._refuse(413, f"request body over {MAX_BODY} bytes")
                 return
+            self.reusable = request.keep_alive
             await self._respond(request, body)
-            if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
+            if not self.reusable:
                 return
-            self.h11.start_next_cycle()
 
-    async def _body(self) -> bytes | None:
+    async def _more(self, deadline: float) -> None:
+        """Read once more of a request's body; :class:`_BadRequest` if it cannot come."""
+        got = await self._fill(deadline)
+        if got is None:
+            raise _BadRequest(408, "the request took too long")
+        if not got:
+            raise _BadRequest(400, "the request ended early")
+
+    def _take_body(self, request: _Request) -> bytes | None:
+        """The request's body when it is in the buffer already, by its ``Content-Length``
+        (most requests: they come in one piece); ``None`` otherwise."""
+        length = request.length
+        if (
+            request.chunked
+            or request.expects_continue
+            or length > MAX_BODY
+            or len(self.buffer) < length
+        ):
+            return None
+        body = bytes(self.buffer[:length])
+        del self.buffer[:length]
+        return body
+
+    async def _body(self, request: _Request) -> bytes | None:
+        """The request's whole body (``None``: over :data:`MAX_BODY`), read within
+        :data:`REQUEST_TIMEOUT` s."""
+        await trio.lowlevel.checkpoint()
+        if request.length > MAX_BODY:
+            return None
+        if request.expects_continue and (request.length or request.chunked):
+            await self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        deadline = trio.current_time() + REQUEST_TIMEOUT
+        if request.chunked:
+            return await self._chunks(deadline)
+        length = request.length
+        while len(self.buffer) < length:
+            await self._more(deadline)
+        body = bytes(self.buffer[:length])
+        del self.buffer[:length]
+        return body
+
+    async def _line(self, deadline: float) -> bytes:
+        """The body's next line (without its CRLF)."""
+        await trio.lowlevel.checkpoint()
+        while (end := self.buffer.find(b"\r\n", 0, _MAX_LINE + 2)) < 0:
+            if len(self.buffer) > _MAX_LINE + 1:
+                raise _BadRequest(400, "a line of the request body is too long")
+            await self._more(deadline)
+        line = bytes(self.buffer[:end])
+        del self.buffer[: end + 2]
+        return line
+
+    async def _chunks(self, deadline: float) -> bytes | None:
+        """A chunked body, extensions and trailers skipped."""
+        await trio.lowlevel.checkpoint()
         parts: list[bytes] = []
         size = 0
-        with trio.fail_after(REQUEST_TIMEOUT):
-            while True:
-                event = await self._next_event(math.inf)
-                if isinstance(event, h11.Data):
-                    size += len(event.data)
-                    if size > MAX_BODY:
-                        return None
-                    parts.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    return b"".join(parts)
-                else:
-                    raise h11.RemoteProtocolError("the request ended early", 400)
-
-    async def _send(self, event: h11.Event) -> None:
-        """Send ``event`` (a checkpoint even when it makes no bytes)."""
-        await self._write(self.h11.send(event) or b"")
+        while True:
+            token = (await self._line(deadline)).split(b";", 1)[0].strip(b" \t")
+            if not _HEX.fullmatch(token):
+                raise _BadRequest(400, "a bad chunk size")
+            chunk = int(token, 16)
+            if chunk == 0:
+                break
+            size += chunk
+            if size > MAX_BODY:
+                return None
+            while len(self.buffer) < chunk + 2:
+                await self._more(deadline)
+            if self.buffer[chunk : chunk + 2] != b"\r\n":
+                raise _BadRequest(400, "a chunk does not end where it said")
+            parts.append(bytes(self.buffer[:chunk]))
+            del self.buffer[: chunk + 2]
+        for _ in range(_MAX_TRAILERS + 1):
+            if not await self._line(deadline):
+                return b"".join(parts)
+        raise _BadRequest(400, "too many trailers")
 
     async def _write(self, data: bytes) -> None:
         """Send ``data`` as it is; :class:`_Disconnected` if the client is gone."""
@@ -214,7 +413,7 @@ class _Connection:
             return
         data = await self._read()
         while data:
-            self.h11.receive_data(data)
+            self.buffer += data
             data = await self._read()
 
     async def _read(self) -> bytes:
@@ -225,41 +424,36 @@ class _Connection:
             await trio.lowlevel.checkpoint()
             return b""
 
-    async def _send_with(self, head: bytes, event: h11.Event) -> None:
-        """Send ``head`` (bytes h11 made already) and ``event`` in one write."""
-        await self._write(head + (self.h11.send(event) or b""))
-
     async def _refuse(self, status: int, why: str) -> None:
+        """Answer ``status`` (no reply started on this request) and close."""
         logger.info("refused a request from %s:%s: %s", *self.client, why)
-        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            await trio.lowlevel.checkpoint()
-            return
+        self.reusable = False
         body = why.encode()
-        headers = [
-            ("Content-Type", "text/plain"),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
+        head = _head(
+            status,
+            [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        )
         try:
-            await self._send(h11.Response(status_code=status, headers=headers))
-            await self._send(h11.Data(data=body))
-            await self._send(h11.EndOfMessage())
-        except (h11.LocalProtocolError, _Disconnected):
+            await self._write(head + body)
+        except _Disconnected:
             await trio.lowlevel.checkpoint()
 
-    def _scope(self, request: h11.Request, kind: str) -> Scope:
-        target = bytes(request.target)
-        raw_path, _, query = target.partition(b"?")
+    def _scope(self, request: _Request, kind: str) -> Scope:
+        raw_path, _, query = request.target.partition(b"?")
         scope: Scope = {
             "type": kind,
             "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
+            "http_version": "1.1" if request.http11 else "1.0",
             "scheme": "http" if kind == "http" else "ws",
             "path": unquote(raw_path.decode("latin-1")),
             "raw_path": raw_path,
             "query_string": query,
             "root_path": "",
-            "headers": [(name, value) for name, value in request.headers],
+            "headers": request.headers,
             "client": self.client,
             "server": self.server,
             "state": {},
@@ -271,8 +465,8 @@ class _Connection:
             scope["extensions"] = {"websocket.http.response": {}}
         return scope
 
-    async def _respond(self, request: h11.Request, body: bytes) -> None:
-        reply = _Reply(self)
+    async def _respond(self, request: _Request, body: bytes) -> None:
+        reply = _Reply(self, request)
         delivered = False
 
         async def receive() -> AsgiMessage:
@@ -289,7 +483,7 @@ class _Connection:
         except Exception as exc:
             if _only_disconnects(exc):
                 await trio.lowlevel.checkpoint()
-                self.h11.send_failed()
+                self.reusable = False
                 return
             logger.exception("LocalNet's app failed on %s %s", request.method, request.target)
             if not reply.started:
@@ -298,18 +492,36 @@ class _Connection:
             await trio.lowlevel.checkpoint()
         if not reply.finished.is_set():
             # The app ended without finishing its reply: the connection cannot go on.
-            self.h11.send_failed()
+            self.reusable = False
+
+
+def _head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A reply's status line and headers, with the blank line."""
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+            raise ValueError(f"header {name!r} cannot be sent as it is")
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 class _Reply:
-    """The ASGI ``send`` of one HTTP request."""
+    """The ASGI ``send`` of one HTTP request: frames the app's reply (``Content-Length`` when
+    the app sets one, chunked otherwise, nothing for a HEAD request or a 1xx, 204 or 304, up
+    to the end of the connection for an HTTP/1.0 client)."""
 
-    def __init__(self, connection: _Connection) -> None:
+    def __init__(self, connection: _Connection, request: _Request) -> None:
         self.connection = connection
+        self.request = request
         self.started = False
         self.finished = trio.Event()
         #: The head of a reply of known length, held to go out with its body in one write.
         self.head = b""
+        #: How the body is framed: "length", "chunked", "none" or "close".
+        self.framing = "none"
+        #: Body bytes still due, for "length".
+        self.due = 0
 
     async def send(self, message: AsgiMessage) -> None:
         kind = message["type"]
@@ -318,26 +530,63 @@ class _Reply:
             if self.started:
                 raise RuntimeError("the reply was already started")
             self.started = True
-            headers = list(message.get("headers", ()))
-            head = connection.h11.send(h11.Response(status_code=message["status"], headers=headers))
-            if any(name.lower() == b"content-length" for name, _ in headers):
+            status = int(message["status"])
+            headers = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", ())]
+            lengths = [v for k, v in headers if k == b"content-length"]
+            if self.request.head_only or status < 200 or status in (204, 304):
+                self.framing = "none"
+            elif lengths:
+                if len(set(lengths)) != 1 or not lengths[0].strip().isdigit():
+                    raise RuntimeError(f"the app set a bad Content-Length: {lengths}")
+                self.framing = "length"
+                self.due = int(lengths[0])
+            elif self.request.http11:
+                self.framing = "chunked"
+                headers = [(k, v) for k, v in headers if k != b"transfer-encoding"]
+                headers.append((b"transfer-encoding", b"chunked"))
+            else:
+                self.framing = "close"
+                connection.reusable = False
+            if not connection.reusable or any(
+                k == b"connection" and b"close" in v.lower() for k, v in headers
+            ):
+                connection.reusable = False
+                headers = [(k, v) for k, v in headers if k != b"connection"]
+                headers.append((b"connection", b"close"))
+            head = _head(status, headers)
+            if self.framing in ("length", "none"):
                 # Its body follows at once: one write for both.
-                self.head = head or b""
+                self.head = head
                 await trio.lowlevel.checkpoint()
             else:
                 # A stream may be slow to send its first part: its head goes now.
-                await connection._write(head or b"")
+                await connection._write(head)
         elif kind == "http.response.body":
             if not self.started or self.finished.is_set():
                 raise RuntimeError("a reply body outside a reply")
-            data = message.get("body", b"")
+            data = bytes(message.get("body", b""))
+            more = bool(message.get("more_body", False))
             head, self.head = self.head, b""
-            part = (connection.h11.send(h11.Data(data=data)) or b"") if data else b""
-            if message.get("more_body", False):
+            if self.framing == "length":
+                if len(data) > self.due:
+                    raise RuntimeError("more body than the reply's Content-Length")
+                self.due -= len(data)
+                if not more and self.due:
+                    raise RuntimeError("less body than the reply's Content-Length")
+                part = data
+            elif self.framing == "chunked":
+                part = b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+                if not more:
+                    part += b"0\r\n\r\n"
+            elif self.framing == "close":
+                part = data
+            else:
+                part = b""
+            if head or part:
                 await connection._write(head + part)
             else:
-                # The last part and the end of the message in one write.
-                await connection._send_with(head + part, h11.EndOfMessage())
+                await trio.lowlevel.checkpoint()
+            if not more:
                 self.finished.set()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} on an HTTP request")
@@ -346,12 +595,14 @@ class _Reply:
 class _WebSocket:
     """One websocket: the upgrade request, then frames both ways (wsproto)."""
 
-    def __init__(self, connection: _Connection, request: h11.Request) -> None:
+    def __init__(self, connection: _Connection, request: _Request) -> None:
         self.connection = connection
         self.request = request
         self.ws: WsConnection | None = None
-        #: The HTTP reply refusing the upgrade, when the app sends one.
-        self.denial = _Reply(connection)
+        #: The HTTP reply refusing the upgrade, when the app sends one (the connection then
+        #: closes).
+        connection.reusable = False
+        self.denial = _Reply(connection, request)
         self.closed = False
         self.inbox_send, self.inbox = trio.open_memory_channel[AsgiMessage](math.inf)
         self.nursery: trio.Nursery | None = None
@@ -426,8 +677,7 @@ class _WebSocket:
             if self.ws is not None or self.denial.started:
                 raise RuntimeError("the websocket was already answered")
             handshake = H11Handshake(ConnectionType.SERVER)
-            headers = [(name, value) for name, value in self.request.headers]
-            handshake.initiate_upgrade_connection(headers, bytes(self.request.target))
+            handshake.initiate_upgrade_connection(self.request.headers, self.request.target)
             for _ in handshake.events():
                 pass
             extra = [(bytes(k), bytes(v)) for k, v in message.get("headers", ())]
@@ -438,8 +688,9 @@ class _WebSocket:
             assert self.nursery is not None
             self.ws = ws
             await self.connection._write(data)
-            trailing, _closed = connection.h11.trailing_data
-            self.nursery.start_soon(self._pump, ws, bytes(trailing))
+            trailing = bytes(connection.buffer)
+            connection.buffer.clear()
+            self.nursery.start_soon(self._pump, ws, trailing)
         elif kind == "websocket.send":
             if self.ws is None or self.closed:
                 raise _Disconnected("the websocket is not open")
