@@ -253,29 +253,23 @@ async def test_a_head_request_gets_no_body_and_the_connection_goes_on(port: int)
     assert json.loads(body)["path"] == "/y"
 
 
-async def test_a_body_that_does_not_come_in_time_is_a_408(
-    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+async def impatient_port(nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A server that gives a request 0.3 s to arrive once it started."""
     monkeypatch.setattr(_server, "REQUEST_TIMEOUT", 0.3)
     urls = await nursery.start(functools.partial(serve_asgi, APP, "127.0.0.1", 0))
-    port = int(urls[0].rsplit(":", 1)[1])
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
-        received = b""
-        with trio.fail_after(10):
-            while chunk := await stream.receive_some(65536):
-                received += chunk
+    return int(urls[0].rsplit(":", 1)[1])
+
+
+async def test_a_body_that_does_not_come_in_time_is_a_408(impatient_port: int) -> None:
+    received = await _exchange(
+        impatient_port, [b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"]
+    )
     assert received.startswith(b"HTTP/1.1 408 ")
 
 
-async def test_a_request_head_that_never_ends_is_dropped(
-    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_server, "REQUEST_TIMEOUT", 0.3)
-    urls = await nursery.start(functools.partial(serve_asgi, APP, "127.0.0.1", 0))
-    port = int(urls[0].rsplit(":", 1)[1])
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+async def test_a_request_head_that_never_ends_is_dropped(impatient_port: int) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", impatient_port)
     closed = False
     async with stream:
         await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
