@@ -432,8 +432,12 @@ class BudgetLedger:
         recorded counts."""
         agreement = self._get(agreement_id)
         if agreement.closed_at is None:
-            agreement.closed_at = self._clock() if at is None else at
-            self._notify()
+            now = self._clock()
+            agreement.closed_at = now if at is None else at
+            # Closed by now, it costs what it did by its end, without the stopping allowance:
+            # only lower, so the wait's bound stays valid and no exact plan is needed (a
+            # cluster stopping closes its agreements one after the other).
+            self._notify(shrank=agreement.closed_at <= now)
 
     def check_accept(self, amount: Decimal) -> bool:
         """Whether ``amount`` more may be accepted without spending past the budget."""
@@ -581,8 +585,9 @@ class BudgetLedger:
 
     def _notify(self, *, grew: _Agreement | None = None, shrank: bool = False) -> None:
         """Wake whoever waits on the figures. ``grew``: the change only added this agreement
-        (or reservation); ``shrank``: it only removed a reservation. Any other change makes
-        the exhaustion wait plan again exactly."""
+        (or reservation); ``shrank``: it can only have lowered the exposure (a reservation
+        removed, an agreement closed). Any other change makes the exhaustion wait plan again
+        exactly."""
         if grew is not None:
             self._grew(grew)
         elif not shrank:

@@ -300,6 +300,45 @@ async def test_signal_replans_when_an_agreement_closes_early(
     assert reasons[0].agreements == ("b", "c")
 
 
+async def test_closing_agreements_one_by_one_costs_the_wait_no_exact_plans(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cluster stopping closes its agreements one after the other: an exact plan costs
+    # O(agreements), one per close would be quadratic. Closing only lowers the exposure, so
+    # the plan made before stays a valid bound; the wait plans again at that plan's deadline.
+    ledger = trio_ledger("18")
+    t0 = trio.current_time()
+    names = [f"ag-{i}" for i in range(30)]
+    for name in names:
+        ledger.open_agreement(make_terms(name, duration_price=PER_SECOND / 10))
+    plans = 0
+    plan = ledger._plan
+
+    def counted(now: float) -> Any:
+        nonlocal plans
+        plans += 1
+        return plan(now)
+
+    monkeypatch.setattr(ledger, "_plan", counted)
+    async with trio.open_nursery() as nursery:
+        reasons: list[ExhaustedReason] = []
+
+        async def wait() -> None:
+            reasons.append(await ledger.wait_exhausted())
+
+        nursery.start_soon(wait)
+        await trio.sleep(10)
+        assert plans == 1
+        for name in names[:-1]:
+            ledger.closed(name)
+            await trio.sleep(1)
+        assert plans == 1
+    # The last one alone runs the budget out, found by a plan at the old deadline, and later
+    # than all thirty would have (at the rate of the three agreements above: 540 s).
+    assert reasons[0].agreements == (names[-1],)
+    assert trio.current_time() - t0 > 540.0
+
+
 async def test_signal_replans_when_an_agreement_opens_or_amounts_are_accepted(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
