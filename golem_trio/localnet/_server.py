@@ -262,13 +262,19 @@ class _Connection:
             return bool(data)
         return None
 
+    def _skip_blank_lines(self) -> bool:
+        """Drop blank lines before a request (allowed: RFC 9112, 2.2); whether there were."""
+        skipped = False
+        while self.buffer[:2] == b"\r\n":
+            del self.buffer[:2]
+            skipped = True
+        return skipped
+
     async def _next_request(self) -> _Request | None:
         """The next request's head; ``None`` when the client left, or said nothing for
         :data:`IDLE_TIMEOUT` s, or did not finish the head within :data:`REQUEST_TIMEOUT` s.
         A checkpoint either way."""
-        # Blank lines before a request are allowed (RFC 9112, 2.2).
-        while self.buffer[:2] == b"\r\n":
-            del self.buffer[:2]
+        self._skip_blank_lines()
         end = self.buffer.find(b"\r\n\r\n")
         if end >= 0:
             await trio.lowlevel.checkpoint()
@@ -284,9 +290,7 @@ class _Connection:
                     return None
                 if idle:
                     deadline = trio.current_time() + REQUEST_TIMEOUT
-                if self.buffer[:2] == b"\r\n":
-                    while self.buffer[:2] == b"\r\n":
-                        del self.buffer[:2]
+                if self._skip_blank_lines():
                     searched = 0
                 end = self.buffer.find(b"\r\n\r\n", searched)
                 if end >= 0:
