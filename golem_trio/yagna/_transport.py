@@ -72,8 +72,9 @@ class DeadlinePassed(Exception):
 class _Timer:
     """The one cancel scope of an exchange: its deadline is the current phase's (writing the
     request, the next read of the reply) or the exchange's overall end, whichever comes first
-    (a new connection's own connect timeout is inside it). One scope whose deadline moves costs less than a scope per phase (trio keeps
-    every deadline a scope ever had in a heap until it prunes it)."""
+    (a new connection's own connect timeout is inside it). One scope whose deadline moves
+    costs less than a scope per phase (trio keeps every deadline a scope ever had in a heap
+    until it prunes it)."""
 
     __slots__ = ("end", "phase", "scope")
 
