@@ -76,15 +76,24 @@ class _Timer:
     costs less than a scope per phase (trio keeps every deadline a scope ever had in a heap
     until it prunes it)."""
 
-    __slots__ = ("end", "phase", "scope")
+    __slots__ = ("end", "phase", "read", "scope", "write")
 
-    def __init__(self, end: float) -> None:
+    def __init__(self, call: Call, end: float) -> None:
         self.end = end
+        self.write = call.write
+        self.read = call.read
         self.scope = trio.CancelScope(deadline=end)
         self.phase: type[httpx2.TimeoutException] = httpx2.WriteTimeout
 
-    def start(self, phase: type[httpx2.TimeoutException], seconds: float) -> None:
-        """Give ``phase`` ``seconds`` from now (within the overall end)."""
+    def writing(self) -> None:
+        """The request is being written: it has the call's write timeout from now."""
+        self._start(httpx2.WriteTimeout, self.write)
+
+    def reading(self) -> None:
+        """A read of the reply starts: it has the call's read timeout from now."""
+        self._start(httpx2.ReadTimeout, self.read)
+
+    def _start(self, phase: type[httpx2.TimeoutException], seconds: float) -> None:
         self.phase = phase
         self.scope.deadline = min(self.end, trio.current_time() + seconds)
 
@@ -136,18 +145,19 @@ class _Connection:
         readable, _, _ = select.select([fileno], [], [], 0)
         return bool(readable)
 
-    async def send(self, data: bytes, timer: _Timer, write_timeout: float) -> None:
-        """Send ``data`` within ``write_timeout`` (the caller's ``timer`` scope bounds it)."""
-        timer.start(httpx2.WriteTimeout, write_timeout)
+    async def send(self, data: bytes, timer: _Timer) -> None:
+        """Send ``data`` within the call's write timeout (the caller's ``timer`` scope bounds
+        it)."""
+        timer.writing()
         try:
             await self.stream.send_all(data)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise httpx2.WriteError(f"sending the request failed: {exc}") from exc
 
-    async def fill(self, timer: _Timer, read_timeout: float) -> bool:
-        """Read once (within ``read_timeout`` from now, the caller's ``timer`` scope bounding
+    async def fill(self, timer: _Timer) -> bool:
+        """Read once (within the call's read timeout from now, the caller's ``timer`` scope bounding
         it) into the buffer; ``False`` at the end of the stream."""
-        timer.start(httpx2.ReadTimeout, read_timeout)
+        timer.reading()
         try:
             data = await self.stream.receive_some(_READ_SIZE)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -185,9 +195,9 @@ class _Connection:
         del self.buffer[: end + 4]
         return head
 
-    async def more(self, timer: _Timer, read_timeout: float) -> None:
+    async def more(self, timer: _Timer) -> None:
         """Read once more; the daemon closing the connection here breaks the reply."""
-        if not await self.fill(timer, read_timeout):
+        if not await self.fill(timer):
             raise httpx2.RemoteProtocolError("the daemon closed the connection mid-reply")
 
 
@@ -277,11 +287,11 @@ class Http11Transport:
         :class:`DeadlinePassed` past that, :class:`BodyTooLarge` for a body over ``cap``
         bytes, announced or read, and httpx's transport errors (see the module's notes)."""
         request = _request_bytes(call)
-        timer = _Timer(trio.current_time() + deadline)
+        timer = _Timer(call, trio.current_time() + deadline)
         with timer.scope:
             connection = await self._open(call.origin, call.connect)
             try:
-                await connection.send(request, timer, call.write)
+                await connection.send(request, timer)
                 status, body, reusable = await self._reply(connection, timer, call, cap)
             except BaseException:
                 connection.close()
@@ -299,12 +309,11 @@ class Http11Transport:
     ) -> tuple[int, bytes, bool]:
         """The reply's status and body, and whether the connection may carry another call."""
         await trio.lowlevel.checkpoint()
-        read = call.read
         head: _Head | None = None
         while head is None:
             head = connection.take_head()
             if head is None:
-                if not await connection.fill(timer, read):
+                if not await connection.fill(timer):
                     if connection.buffer:
                         raise httpx2.RemoteProtocolError(
                             "the daemon closed the connection mid-reply"
@@ -319,22 +328,22 @@ class Http11Transport:
         if call.method == b"HEAD" or head.status in (204, 304):
             return head.status, b"", head.keep_alive
         if head.chunked:
-            return head.status, await self._chunks(connection, timer, read, cap), head.keep_alive
+            return head.status, await self._chunks(connection, timer, cap), head.keep_alive
         if head.length is not None:
             if head.length > cap:
                 raise BodyTooLarge(head.length, announced=True)
             while (body := connection.take(head.length)) is None:
-                await connection.more(timer, read)
+                await connection.more(timer)
             return head.status, body, head.keep_alive
         # Neither: the body ends with the connection.
-        while await connection.fill(timer, read):
+        while await connection.fill(timer):
             if len(connection.buffer) > cap:
                 raise BodyTooLarge(len(connection.buffer), announced=False)
         body = bytes(connection.buffer)
         connection.buffer.clear()
         return head.status, body, False
 
-    async def _chunks(self, connection: _Connection, timer: _Timer, read: float, cap: int) -> bytes:
+    async def _chunks(self, connection: _Connection, timer: _Timer, cap: int) -> bytes:
         """A chunked body, trailers skipped."""
         await trio.lowlevel.checkpoint()
         chunks: list[bytes] = []
@@ -342,7 +351,7 @@ class Http11Transport:
         ended = False
         while not ended:
             while (line := connection.take_line(_MAX_LINE)) is None:
-                await connection.more(timer, read)
+                await connection.more(timer)
             token = line.split(b";", 1)[0].strip(b" \t")
             if not _HEX.fullmatch(token):
                 raise httpx2.RemoteProtocolError(f"a bad chunk size: {line[:40]!r}")
@@ -354,14 +363,14 @@ class Http11Transport:
             if size > cap:
                 raise BodyTooLarge(size, announced=False)
             while (data := connection.take(chunk + 2)) is None:
-                await connection.more(timer, read)
+                await connection.more(timer)
             if data[-2:] != b"\r\n":
                 raise httpx2.RemoteProtocolError("a chunk does not end where it said")
             chunks.append(data[:-2])
         # Trailers, if any, up to the blank line.
         for _ in range(_MAX_TRAILERS + 1):
             while (line := connection.take_line(_MAX_LINE)) is None:
-                await connection.more(timer, read)
+                await connection.more(timer)
             if not line:
                 return b"".join(chunks)
         raise httpx2.RemoteProtocolError("too many trailers")
